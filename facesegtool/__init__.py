@@ -1,0 +1,3 @@
+"""facesegtool: real-time face parsing from PyTorch to an Android phone."""
+
+__version__ = "0.1.0"

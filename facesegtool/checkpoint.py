@@ -1,0 +1,126 @@
+"""Checkpoints: everything needed to rebuild a model, saved atomically, loaded without pickle.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+`torch.load(path, weights_only=True)` can read it:
+
+    {
+      "format": "facesegtool-checkpoint", "version": 1,
+      "model": {"name": "unet-mobilenetv3-small", "kwargs": {...}},
+      "classes": [...11 names...],
+      "input": INPUT_CONTRACT-shaped dict (size, channel_order, mean, std),
+      "state_dict": {...},
+      "metrics": {...},            # e.g. SegmentationScores.as_dict() on val
+      "train_config": {...},
+      # training state, only in resumable checkpoints:
+      "epoch": int, "optimizer": ..., "scheduler": ..., "history": [...]
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .labels import CLASSES
+from .models import create_model
+
+FORMAT = "facesegtool-checkpoint"
+VERSION = 1
+
+# Models are trained from scratch on inputs scaled to [-1, 1]: symmetric around zero, which
+# int8 quantization represents well, and trivial to bake into the app's pre-processing.
+DEFAULT_INPUT = {"size": 256, "channel_order": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 255.0}
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def make_checkpoint(
+    model: nn.Module,
+    model_name: str,
+    model_kwargs: dict | None = None,
+    input_contract: dict | None = None,
+    classes: tuple[str, ...] | list[str] = CLASSES,
+    metrics: dict | None = None,
+    train_config: dict | None = None,
+    **training_state: Any,
+) -> dict:
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
+        "classes": list(classes),
+        "input": dict(input_contract or DEFAULT_INPUT),
+        "state_dict": model.state_dict(),
+        "metrics": metrics or {},
+        "train_config": train_config or {},
+    }
+    ckpt.update(training_state)
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict, path: str | Path, half: bool = False) -> Path:
+    """Write atomically (temp file in the same folder, then rename): a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if half:
+        ckpt = dict(ckpt)
+        ckpt["state_dict"] = {
+            k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()
+        }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or a pickle that is not plain data
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a facesegtool checkpoint (no 'format': '{FORMAT}')")
+    return ckpt
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint (the shipped default when path is None), in eval mode, float32."""
+    path = Path(path) if path is not None else default_checkpoint()
+    ckpt = read_checkpoint(path)
+    spec = ckpt["model"]
+    try:
+        model = create_model(spec["name"], num_classes=len(ckpt["classes"]), **spec.get("kwargs", {}))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild model {spec.get('name')!r}: {exc}") from exc
+    model.eval()
+    return model, ckpt
+
+
+def default_checkpoint() -> Path:
+    """The shipped default model; FACESEGTOOL_MODEL overrides it."""
+    env = os.environ.get("FACESEGTOOL_MODEL")
+    path = Path(env) if env else DEFAULT_MODEL_DIR / "model.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"no default model at {path}: pass --checkpoint FILE, or train one with `facesegtool train`"
+        )
+    return path

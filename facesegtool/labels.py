@@ -1,0 +1,146 @@
+"""The 11 face-parsing classes, their palette, and how source datasets map onto them.
+
+This table is the single source of truth: training, export metadata (sidecar JSON),
+overlays, the verifier and the Android app all read it from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = (
+    "background",
+    "lips",
+    "eyes",
+    "nose",
+    "hair",
+    "eyebrows",
+    "teeth",
+    "face",
+    "ears",
+    "glasses",
+    "beard",
+)
+NUM_CLASSES = len(CLASSES)
+IGNORE_INDEX = 255  # pixels with no trustworthy label (e.g. off-palette Mut1ny edges)
+CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
+
+# Overlay palette (RGB). Chosen to be distinguishable on skin tones; background black.
+PALETTE: np.ndarray = np.array(
+    [
+        (0, 0, 0),  # background
+        (220, 20, 60),  # lips
+        (0, 200, 0),  # eyes
+        (30, 90, 255),  # nose
+        (250, 200, 0),  # hair
+        (170, 0, 220),  # eyebrows
+        (255, 255, 255),  # teeth
+        (255, 150, 110),  # face
+        (0, 210, 210),  # ears
+        (0, 110, 110),  # glasses
+        (140, 80, 30),  # beard
+    ],
+    dtype=np.uint8,
+)
+
+# CelebAMask-HQ part ids as stored in 19-id index masks (0 = background).
+CELEBAMASK_PARTS: tuple[str, ...] = (
+    "background",
+    "skin",
+    "nose",
+    "eye_g",
+    "l_eye",
+    "r_eye",
+    "l_brow",
+    "r_brow",
+    "l_ear",
+    "r_ear",
+    "mouth",
+    "u_lip",
+    "l_lip",
+    "hair",
+    "hat",
+    "ear_r",
+    "neck_l",
+    "neck",
+    "cloth",
+)
+
+# The design's mapping. Necklace (neck_l), earring (ear_r), hat and cloth are background:
+# the original code matched "neck" inside "neck_l" and labelled necklaces as face.
+CELEBAMASK_TO_CLASS: dict[str, str] = {
+    "background": "background",
+    "skin": "face",
+    "neck": "face",
+    "nose": "nose",
+    "eye_g": "glasses",
+    "l_eye": "eyes",
+    "r_eye": "eyes",
+    "l_brow": "eyebrows",
+    "r_brow": "eyebrows",
+    "l_ear": "ears",
+    "r_ear": "ears",
+    "mouth": "teeth",
+    "u_lip": "lips",
+    "l_lip": "lips",
+    "hair": "hair",
+    "hat": "background",
+    "ear_r": "background",
+    "neck_l": "background",
+    "cloth": "background",
+}
+
+# Mut1ny Face/Head Segmentation Community Edition colour code (RGB).
+MUT1NY_COLORS: dict[tuple[int, int, int], str] = {
+    (0, 0, 0): "background",
+    (255, 0, 0): "lips",
+    (0, 255, 0): "eyes",
+    (0, 0, 255): "nose",
+    (255, 255, 0): "hair",
+    (0, 255, 255): "ears",
+    (255, 0, 255): "eyebrows",
+    (255, 255, 255): "teeth",
+    (128, 128, 128): "face",
+    (255, 192, 192): "beard",
+    (0, 128, 128): "glasses",
+}
+
+# Left/right parts are merged into one class each, so a horizontal flip needs no label swap.
+FLIP_SAFE = True
+
+# The design's hand-tuned "empirical" class weights, in CLASSES order.
+EMPIRICAL_WEIGHTS: tuple[float, ...] = (0.5, 3, 3, 1, 0.5, 3, 2, 0.5, 1.5, 1.5, 1.5)
+
+
+def load_mapping(path: str | Path | None) -> dict[str, str]:
+    """CelebAMask part -> class mapping, the design's unless a JSON file overrides entries."""
+    mapping = dict(CELEBAMASK_TO_CLASS)
+    if path is None:
+        return mapping
+    override = json.loads(Path(path).read_text())
+    for part, cls in override.items():
+        if part not in CELEBAMASK_PARTS:
+            raise ValueError(f"{path}: unknown CelebAMask part {part!r}; known: {', '.join(CELEBAMASK_PARTS)}")
+        if cls not in CLASS_INDEX:
+            raise ValueError(f"{path}: unknown class {cls!r} for part {part!r}; known: {', '.join(CLASSES)}")
+        mapping[part] = cls
+    return mapping
+
+
+def celebamask_lut(mapping: dict[str, str] | None = None) -> np.ndarray:
+    """256-entry lookup table: CelebAMask 19-id value -> 11-class index (unknown ids -> IGNORE)."""
+    mapping = mapping or CELEBAMASK_TO_CLASS
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for part_id, part in enumerate(CELEBAMASK_PARTS):
+        lut[part_id] = CLASS_INDEX[mapping[part]]
+    return lut
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    """HxW class-index mask -> HxWx3 RGB picture (ignored pixels grey)."""
+    lut = np.full((256, 3), 128, dtype=np.uint8)
+    lut[:NUM_CLASSES] = PALETTE
+    return lut[mask]
