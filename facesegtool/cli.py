@@ -37,19 +37,533 @@ def fail(message: str) -> None:
 # --- data: prepare / stats -------------------------------------------------------------------
 
 
+@main.group()
+def data() -> None:
+    """Prepare face-parsing datasets (11 classes) and look at their class frequencies."""
+
+
+@data.command("prepare")
+@click.option("--celebamask", "celebamask", multiple=True, type=click.Path(file_okay=False),
+              help="CelebAMask-HQ as index masks: DIR/images/*.jpg + DIR/masks/*.png (repeatable).")
+@click.option("--celebamask-parts", "celebamask_parts", multiple=True, type=click.Path(file_okay=False),
+              help="CelebAMask-HQ release layout: CelebA-HQ-img/ + CelebAMask-HQ-mask-anno/ (repeatable).")
+@click.option("--mut1ny", "mut1ny", multiple=True, type=click.Path(file_okay=False),
+              help="Mut1ny RGB-coded labels (repeatable).")
+@click.option("--mapping", type=click.Path(dir_okay=False), default=None,
+              help="JSON {part: class} overriding the CelebAMask part -> class mapping.")
+@click.option("--size", type=click.IntRange(min=8), default=256, show_default=True, help="Output side in pixels.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Prepared dataset folder.")
+@click.option("--skip-bad", is_flag=True, help="Skip bad samples (listed in manifest.json) instead of stopping.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Share of val (hash of subject or file name) for sources without train.txt/val.txt.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None,
+              help="Mut1ny: max RGB distance that snaps an off-palette pixel; farther is ignored [default: 40].")
+def data_prepare(celebamask, celebamask_parts, mut1ny, mapping, size, out, skip_bad, val_fraction, tolerance) -> None:
+    """Turn face-parsing sources into one resized 11-class set with a manifest.
+
+    \b
+    Example:
+      facesegtool data prepare --celebamask ../shared/data/celebamask-mini --size 256 --out prepared/celeba256
+    """
+    import time
+
+    from .data.celebamask import CelebAMaskIndex, CelebAMaskParts
+    from .data.mut1ny import Mut1ny
+    from .data.prepare import prepare
+    from .data.source import DataError
+    from .data.stats import frequency_table
+    from .labels import load_mapping
+
+    started = time.perf_counter()
+    try:
+        parts_map = load_mapping(mapping)
+        sources = [CelebAMaskIndex(d, parts_map) for d in celebamask]
+        sources += [CelebAMaskParts(d, parts_map) for d in celebamask_parts]
+        sources += [Mut1ny(d) if tolerance is None else Mut1ny(d, tolerance=tolerance) for d in mut1ny]
+        manifest = prepare(sources, out, size=size, skip_bad=skip_bad, val_fraction=val_fraction)
+    except (DataError, ValueError, OSError) as exc:
+        fail(str(exc))
+    splits = [item["split"] for item in manifest["items"]]
+    click.echo(frequency_table(manifest))
+    for source in manifest["sources"]:
+        if source["counters"]:
+            click.echo(f"{source['kind']} {source['root']}: {source['counters']}")
+    click.echo(
+        f"wrote {out}: {splits.count('train')} train + {splits.count('val')} val at {size}px, "
+        f"{len(manifest['skipped'])} skipped, in {time.perf_counter() - started:.1f} s"
+    )
+    for bad in manifest["skipped"]:
+        click.echo(f"  skipped {bad['file']}: {bad['reason']}")
+
+
+@data.command("stats")
+@click.argument("prepared_dir", type=click.Path(file_okay=False))
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Bar chart file [default: PREPARED_DIR/class_frequencies.png].")
+def data_stats(prepared_dir, png) -> None:
+    """Print the class-frequency table and weights of a prepared set; write a bar chart PNG.
+
+    \b
+    Example:
+      facesegtool data stats prepared/celeba256 --png freq.png
+    """
+    from pathlib import Path
+
+    from .data.dataset import PreparedDataError, load_prepared
+    from .data.stats import frequency_table, plot_frequencies
+
+    try:
+        manifest = load_prepared(prepared_dir)
+        png = Path(png) if png else Path(prepared_dir) / "class_frequencies.png"
+        plot_frequencies(manifest, png)
+    except (PreparedDataError, KeyError, OSError) as exc:
+        fail(str(exc))
+    click.echo(frequency_table(manifest))
+    click.echo(f"bar chart: {png}")
+
+
 # --- models / train / eval -------------------------------------------------------------------
+
+
+@main.command("models")
+@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Input side for the MACs column.")
+@click.option("--no-macs", is_flag=True, help="Skip the MACs column (it runs one forward pass per model).")
+@click.option("--classes", "num_classes", type=click.IntRange(min=1), default=11, show_default=True)
+def models_cmd(size, no_macs, num_classes) -> None:
+    """List the registered models with parameter counts and MACs.
+
+    \b
+    Every model takes activation=hardswish|relu (train --activation relu): relu swaps
+    hard-swish/hard-sigmoid for ReLU/sigmoid, which quantize better to int8.
+    """
+    from .models.summary import model_table
+
+    rows = model_table(num_classes, None if no_macs else size)
+    click.echo(f"{'model':<24} {'params':>8} {'activation':>10}" + ("" if no_macs else f" {f'GMACs@{size}':>11}"))
+    for r in rows:
+        line = f"{r['name']:<24} {r['params'] / 1e6:>7.2f}M {r['activation'] or '-':>10}"
+        if not no_macs:
+            line += f" {r['macs'] / 1e9:>11.2f}"
+        click.echo(line)
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict:
+    """KEY=VALUE options -> dict; values parsed as Python literals (numbers, True, None) else strings."""
+    import ast
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"{option} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+@main.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="Prepared dataset dir (data prepare --out).")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run dir: best.pt, last.pt, metrics.csv, curves.png.")
+@click.option("--model", default="unet-mobilenetv3-small", show_default=True, help="Registry name (facesegtool models).")
+@click.option("--loss", type=click.Choice(["ce", "bce", "dice", "focal", "tversky", "bias"]), default="ce", show_default=True)
+@click.option("--weights", type=click.Choice(["equal", "empirical", "proportional"]), default="equal", show_default=True, help="Class weight scheme from the manifest.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "adamp", "adabelief", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (peak LR for onecycle).")
+@click.option("--weight-decay", type=float, default=None, help="Default: 1e-2 for adamw/adamp, else 0.")
+@click.option("--epochs", type=int, default=None, help="Epochs in total [default: 20; on --resume the run's own].")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--size", type=int, default=None, help="Train/val side in px [default: the prepared size].")
+@click.option("--scheduler", type=click.Choice(["plateau", "onecycle", "cosine", "none"]), default="plateau", show_default=True)
+@click.option("--patience", type=int, default=3, show_default=True, help="Early stop after N epochs without val macro F1 (no bg) gain; 0 = off.")
+@click.option("--augment", type=click.Choice(["none", "light", "strong"]), default="light", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--activation", default=None, help="Model activation (passed to the model as activation=...).")
+@click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model constructor argument (repeatable).")
+@click.option("--loss-arg", multiple=True, metavar="KEY=VALUE", help="Loss option, e.g. gamma=2 (focal), alpha=0.3 beta=0.7 (tversky).")
+@click.option("--channels-last", is_flag=True, help="channels_last memory format (can be faster on CPU).")
+@click.option("--workers", type=int, default=1, show_default=True, help="DataLoader worker processes.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads [default: torch's].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt (its recipe; fresh start if none).")
+def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_decay, epochs, batch_size, size, scheduler,
+              patience, augment, seed, activation, model_arg, loss_arg, channels_last, workers, threads, device, resume) -> None:
+    """Train a segmentation model on a prepared dataset (resumable; DDP under torchrun).
+
+    \b
+    Example:
+      facesegtool train --model regseg --loss focal --weights proportional --optimizer adam \\
+        --epochs 20 --batch-size 8 --size 256 --data prepared/celeba256 --out runs/regseg
+      torchrun --nproc_per_node 2 -m facesegtool.cli train ...   # DistributedDataParallel
+    """
+    from .checkpoint import CheckpointError
+    from .data.dataset import PreparedDataError
+    from .training.loop import TrainConfig, TrainingError, train
+
+    model_kwargs = _key_values(model_arg, "--model-arg")
+    if activation is not None:
+        model_kwargs["activation"] = activation
+    config = TrainConfig(
+        data=data_dir, out=out_dir, model=model, model_kwargs=model_kwargs, loss=loss, loss_kwargs=_key_values(loss_arg, "--loss-arg"),
+        weights=weights, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
+        size=size, scheduler=scheduler, patience=patience, augment=augment, seed=seed, channels_last=channels_last,
+        workers=workers, threads=threads, device=device, resume=resume,
+    )
+    try:
+        result = train(config)
+    except (TrainingError, PreparedDataError, CheckpointError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(
+        f"best val macro F1 (no bg) {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}"
+        f"{' (early stop)' if result.stopped_early else ''}; checkpoints: {result.best_path}, {result.last_path}"
+    )
+
+
+@main.command("eval")
+@click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint to score [default: the shipped model].")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="Prepared dataset dir.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Report dir [default: CHECKPOINT_DIR/eval-SPLIT].")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--overlays", type=int, default=8, show_default=True, help="Faces on the overlay sheet.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch threads for the latency measurement.")
+@click.option("--latency-runs", type=int, default=50, show_default=True)
+def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads, latency_runs) -> None:
+    """Score a checkpoint: per-class IoU/F1, confusion matrix, overlay sheet, CPU latency.
+
+    \b
+    Example:
+      facesegtool eval --checkpoint runs/regseg/best.pt --data prepared/celeba256
+    """
+    from .checkpoint import CheckpointError
+    from .data.dataset import PreparedDataError
+    from .training.evaluate import evaluate
+
+    try:
+        result = evaluate(checkpoint, data_dir, split=split, out=out_dir, batch_size=batch_size, overlays=overlays,
+                          threads=threads, latency_runs=latency_runs)
+    except (CheckpointError, PreparedDataError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(result.files["table"].read_text(), nl=False)
+    click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
 # --- export / calibration --------------------------------------------------------------------
 
 
+@main.command("export")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="PyTorch checkpoint [default: the shipped model, models/default/model.pt or $FACESEGTOOL_MODEL].")
+@click.option("--quant", default="int8", show_default=True, metavar="fp32|fp16|dynamic|int8|all",
+              help="TFLite variant(s) to write; comma-separated for several.")
+@click.option("--calibration", "calibration_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of face crops to calibrate int8 on [default: the repo's calibration/].")
+@click.option("--num-calib", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Calibration images to use at most (spread evenly over the folder).")
+@click.option("--size", type=click.IntRange(min=32), default=None,
+              help="Input side in pixels, a multiple of 32 [default: the checkpoint's training size].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: exports/default for the shipped model, else exports/<model>].")
+@click.option("--per-tensor", is_flag=True, help="int8/dynamic: one weight scale per tensor, not per channel.")
+@click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
+              help="int8 model's input/output type (float32: float I/O around an integer model).")
+@click.option("--bake-normalization", is_flag=True,
+              help="Model takes raw RGB 0..255 and normalises inside (the app feeds camera bytes as they are).")
+@click.option("--opset", type=click.IntRange(17, 20), default=17, show_default=True, help="ONNX opset.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the summary (files, sizes, seconds) as JSON here.")
+def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per_tensor, io_dtype,
+               bake_normalization, opset, json_path) -> None:
+    """Export a checkpoint to ONNX and TFLite (fp32, fp16, dynamic-range, full-integer int8).
+
+    Each .tflite gets a sidecar JSON (labels, palette, input contract, NHWC layout, quantization of
+    input and output) that verify, bench, predict and the Android app read. Works offline.
+
+    \b
+    Examples:
+      facesegtool export --quant int8
+      facesegtool export --quant all --checkpoint runs/exp1/best.pt --out exports/exp1
+      facesegtool export --quant int8 --io-dtype uint8 --bake-normalization
+      facesegtool export --quant int8 --calibration my_faces --per-tensor
+    """
+    import json as jsonlib
+
+    from .checkpoint import CheckpointError
+    from .export import CalibrationError, ConversionError, ExportError, export, parse_quant
+
+    try:
+        variants = parse_quant(quant)
+        report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
+                        num_calib=num_calib, size=size, per_channel=not per_tensor, io_dtype=io_dtype,
+                        bake_normalization=bake_normalization, opset=opset)
+    except (CheckpointError, CalibrationError, ConversionError, ExportError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written to the output folder")
+    click.echo(report.table())
+    if json_path:
+        with open(json_path, "w") as f:
+            jsonlib.dump(report.as_dict(), f, indent=1)
+    click.echo("next:\n" + "\n".join(f"  {cmd}" for cmd in report.next_commands()))
+
+
+@main.group("calibration")
+def calibration_group() -> None:
+    """int8 calibration face crops."""
+
+
+@calibration_group.command("build")
+@click.option("--from", "photos_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of ordinary photos with faces.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the crops.")
+@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Crop side in pixels.")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.4, show_default=True,
+              help="Extra context around each detected face, as a fraction of its box size, per side.")
+@click.option("--max-faces", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Largest faces to keep per photo.")
+@click.option("--format", "image_format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_format) -> None:
+    """Detect faces in photos (OpenCV's bundled detector) and write square face crops for calibration.
+
+    \b
+    Example:
+      facesegtool calibration build --from ../shared/data/faces-in-the-wild --out my_calibration
+      facesegtool export --quant int8 --calibration my_calibration
+    """
+    from .export.calibration import CalibrationError, build_calibration_set
+
+    try:
+        report = build_calibration_set(photos_dir, out_dir, size=size, margin=margin,
+                                       max_faces_per_photo=max_faces, image_format=image_format)
+    except CalibrationError as exc:
+        fail(str(exc))
+    click.echo(report.summary())
+    for name, reason in report.skipped:
+        click.echo(f"  skipped {name}: {reason}")
+
+
 # --- verify ----------------------------------------------------------------------------------
+
+
+@main.command("verify")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="PyTorch checkpoint [default: the one the models were exported from, else the shipped model].")
+@click.option("--tflite", "tflite", multiple=True, type=click.Path(dir_okay=False),
+              help="A .tflite to verify, its sidecar JSON beside it (repeatable).")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=None,
+              help="Verify every .tflite in this folder [default: exports/default].")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Prepared dir, images/ + masks/ (CelebAMask ids) folder, or plain images (agreement only) "
+                   "[default: ../shared/data/celebamask-mini].")
+@click.option("--split", default="val", show_default=True, help="Split to use (prepared manifest or SPLIT.txt).")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Gate: largest macro IoU drop allowed, as an IoU fraction (0.01 = 1 point).")
+@click.option("--max-class-drop", type=click.FloatRange(min=0), default=None,
+              help="Gate: largest IoU drop allowed for any single class (IoU fraction).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.md, verify.json and pictures (PNG) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N faces.")
+@click.option("--threads", "num_threads", type=click.IntRange(min=1), default=None,
+              help="TFLite interpreter threads [default: the interpreter's].")
+@click.option("--diagnose", is_flag=True, help="Diagnose every int8 model, not only those that fail the gate.")
+@click.option("--try-remedies", is_flag=True,
+              help="Re-export diagnosed int8 models with each remedy and measure it (slow: one export each).")
+def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_class_drop, report_dir, as_json,
+               limit, num_threads, diagnose, try_remedies) -> None:
+    """Measure what export cost: PyTorch vs each .tflite on the same real faces, per class, with a gate.
+
+    Exit status: 0 pass, 1 a model fails the gate (the message names it), 2 bad input.
+
+    \b
+    Examples:
+      facesegtool verify --export-dir exports --report reports/verify
+      facesegtool verify --tflite exports/model_int8.tflite --max-drop 0.005 --max-class-drop 0.02
+      facesegtool verify --data ../shared/data/faces-unlabelled/celebahq --json
+    """
+    import json as jsonlib
+
+    from .checkpoint import CheckpointError
+    from .tflite_runner import TFLiteModelError
+    from .verify import VerifyError, verify
+
+    if tflite and export_dir:
+        fail("give --tflite FILE... or --export-dir DIR, not both")
+    try:
+        result = verify(checkpoint=checkpoint, tflite=list(tflite) or None, export_dir=export_dir, data_dir=data_dir,
+                        split=split, max_drop=max_drop, max_class_drop=max_class_drop, report_dir=report_dir,
+                        limit=limit, num_threads=num_threads, diagnose=True if diagnose else None,
+                        try_remedies=try_remedies)
+    except (VerifyError, TFLiteModelError, CheckpointError) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(jsonlib.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(result.summary(), nl=False)
+    if report_dir:
+        click.echo(f"report: {report_dir}/report.md", err=as_json)
+    if not result.passed:
+        click.secho("verify failed: " + " | ".join(result.failures), fg="red", err=True)
+        sys.exit(1)
 
 
 # --- bench -----------------------------------------------------------------------------------
 
 
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        fail(f"{option} expects positive integers separated by commas, e.g. 1,2; got {value!r}")
+    return items
+
+
+@main.command("bench")
+@click.option("--device", type=click.Choice(["host", "adb"]), default="host", show_default=True,
+              help="Measure on this machine, or on an Android phone through adb + benchmark_model.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Host: the PyTorch checkpoint [default: the shipped model].")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder written by `facesegtool export` (.tflite + sidecar .json, .onnx).")
+@click.option("--models", "model_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A .tflite or .onnx file (repeatable).")
+@click.option("--threads", default=None, help="Thread counts, comma-separated [default: host 1,2; adb 1,4].")
+@click.option("--runs", type=click.IntRange(min=1), default=None, help="Timed runs [default: host 30, adb 50].")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up runs (not timed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench", show_default=True,
+              help="Where bench_<device>.json and the bar chart .png go.")
+@click.option("--serial", default=None, help="adb: the device serial (`adb devices`) when several are connected.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
+              help="adb: TFLite's benchmark_model for the phone [default: $FACESEGTOOL_BENCHMARK_MODEL].")
+@click.option("--delegate", "delegates", default="cpu,xnnpack", show_default=True,
+              help="adb: comma-separated, from cpu,xnnpack,gpu,nnapi.")
+@click.option("--op-profiling", is_flag=True, help="adb: --enable_op_profiling, to list the ops left outside the delegate.")
+def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup, as_json, out_dir, serial,
+              benchmark_binary, delegates, op_profiling) -> None:
+    """Latency side by side: PyTorch, ONNX Runtime and each TFLite variant on the host, or
+    benchmark_model per delegate and thread count on an Android phone.
+
+    \b
+    Examples:
+      facesegtool bench --device host --export-dir exports --threads 1,2
+      facesegtool bench --device adb --export-dir exports --benchmark-binary ./android_aarch64_benchmark_model \\
+          --threads 1,4 --delegate xnnpack,gpu --op-profiling
+    """
+    import json as jsonlib
+    from pathlib import Path
+
+    from .bench.adb import AdbDisconnected, AdbError, run_adb_bench
+    from .bench.host import BenchError, run_host_bench
+    from .bench.report import format_table, report_stem
+    from .checkpoint import CheckpointError
+    from .tflite_runner import TFLiteModelError
+
+    thread_list = _int_list(threads or ("1,2" if device == "host" else "1,4"), "--threads")
+    try:
+        if device == "host":
+            report = run_host_bench(checkpoint=checkpoint, export_dir=export_dir, models=model_files,
+                                    threads=thread_list, runs=runs or 30, warmup=warmup, out_dir=out_dir)
+        else:
+            if checkpoint:
+                click.echo("note: --checkpoint is not used on the device (benchmark_model runs .tflite only)", err=True)
+            report = run_adb_bench(export_dir=export_dir, models=model_files, serial=serial,
+                                   benchmark_binary=benchmark_binary, threads=thread_list,
+                                   delegates=[d for d in delegates.split(",") if d.strip()], runs=runs or 50,
+                                   warmup=warmup, op_profiling=op_profiling, out_dir=out_dir)
+    except AdbDisconnected as exc:
+        if exc.report and exc.report["results"]:
+            click.echo(format_table(exc.report), err=True)
+        fail(str(exc))
+    except (BenchError, AdbError, CheckpointError, TFLiteModelError) as exc:
+        fail(str(exc))
+    stem = Path(out_dir) / report_stem(report)
+    if as_json:
+        click.echo(jsonlib.dumps(report, indent=2))
+    else:
+        click.echo(format_table(report))
+    png = Path(f"{stem}.png")
+    click.echo(f"wrote {stem}.json" + (f" and {png}" if png.exists() else ""), err=as_json)
+
+
 # --- predict / android -----------------------------------------------------------------------
+
+
+@main.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
+              help="Exported FILE.tflite (its sidecar FILE.json beside it says how to feed it).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="PyTorch checkpoint [default: the shipped models/default/model.pt].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Output folder.")
+@click.option("--effect", "effect", default=None, metavar="SPEC",
+              help="Effects, e.g. hair=#8040C0,lips=#C02040,brows=#503830,smooth=3; a name alone takes its "
+                   "default; 'none' for no effect image [default: all four with default colours].")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Strength of the overlay and the effects.")
+@click.option("--face-crop", is_flag=True, help="Find faces (OpenCV Haar) and parse each crop: for ordinary photos.")
+def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) -> None:
+    """Colour mask, overlay and beauty-effect images for photos, folders and videos.
+
+    Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video).
+
+    \b
+    Examples:
+      facesegtool predict ../shared/data/faces-in-the-wild --face-crop --out out/wild
+      facesegtool predict clip.mp4 --model exports/default/model_int8.tflite --effect hair=#8040C0,smooth
+    """
+    from .checkpoint import CheckpointError
+    from .effects import parse_effects
+    from .predict import PredictError, predict
+    from .tflite_runner import TFLiteModelError
+
+    try:
+        effects = parse_effects(effect)
+        report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
+                         face_crop=face_crop)
+    except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"model: {report.model}")
+    for p in report.predictions:
+        found = ""
+        if face_crop:
+            found = (f", {p.faces} face(s)" if p.kind == "image" else f", faces in {p.faces}/{p.frames} frames")
+            if p.faces == 0:
+                found += " (no face found: parsed the whole picture)"
+        elif p.kind == "video":
+            found = f", {p.frames} frames"
+        click.echo(f"{p.input}{found} -> {', '.join(str(f.name) for f in p.outputs.values())}")
+    click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}")
+
+
+@main.group()
+def android() -> None:
+    """The Android demo app (android_demo/): put an exported model into it."""
+
+
+@android.command("install-model")
+@click.option("--tflite", required=True, type=click.Path(dir_okay=False), help="Exported FILE.tflite (+ FILE.json).")
+@click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None,
+              help="The android_demo project folder [default: this repository's android_demo/].")
+def android_install_model(tflite, app_dir) -> None:
+    """Copy a .tflite and its sidecar into the app's assets (as model.tflite / model.json).
+
+    \b
+    Example:
+      facesegtool android install-model --tflite exports/default/model_int8.tflite
+    """
+    from .android import APP_DIR, AndroidError, install_model
+
+    try:
+        model, sidecar = install_model(tflite, app_dir or APP_DIR)
+    except (AndroidError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"installed {tflite} -> {model} and {sidecar}; rebuild the app to ship it")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,266 @@
+"""`facesegtool export`: checkpoint -> ONNX -> TFLite fp32 / fp16 / dynamic / int8, with sidecars.
+
+    from facesegtool.export import export
+    report = export(quant="int8")          # the shipped default model -> exports/default/
+    print(report.table())
+
+Everything is built in a hidden temp dir inside the output folder and moved in only when
+finished (sidecar first, then its .tflite), so a failed or interrupted export never leaves a
+partial model there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import CheckpointError, default_checkpoint, load_model
+from ..labels import CLASSES, PALETTE
+from . import tflite as tflite_convert
+from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images
+from .onnx import OPSET, BakedNormalization, ExportError, export_onnx
+from .sidecar import VARIANTS, make_sidecar, sidecar_path, write_sidecar
+from .tflite import IO_DTYPES, ConversionError
+
+__all__ = [
+    "export",
+    "ExportReport",
+    "VariantResult",
+    "ExportError",
+    "ConversionError",
+    "CalibrationError",
+    "CheckpointError",
+    "VARIANTS",
+    "parse_quant",
+]
+
+DEFAULT_NUM_CALIB = 100  # all of a shipped set of a few dozen; more adds time, rarely accuracy
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    tflite: Path
+    sidecar: Path
+    size_bytes: int
+    seconds: float
+
+    @property
+    def size_mb(self) -> float:
+        return self.size_bytes / 1e6
+
+
+@dataclass
+class ExportReport:
+    model: str
+    checkpoint: Path
+    out_dir: Path
+    size: int
+    onnx: Path
+    onnx_seconds: float
+    tf_seconds: float = 0.0  # ONNX -> TensorFlow (onnx2tf), shared by all variants
+    variants: dict[str, VariantResult] = field(default_factory=dict)
+    calibration: dict | None = None  # {"folder", "images"} when int8 was calibrated
+    options: dict = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    def table(self) -> str:
+        rows = [("ONNX", self.onnx.name, f"{self.onnx.stat().st_size / 1e6:.2f}", self.onnx_seconds)]
+        rows.append(("TF", "(onnx2tf, shared by all below)", "", self.tf_seconds))
+        rows += [(v.variant, v.tflite.name, f"{v.size_mb:.2f}", v.seconds) for v in self.variants.values()]
+        width = max(len(r[1]) for r in rows)
+        lines = [f"{'format':<8} {'file':<{width}} {'size MB':>8} {'seconds':>8}"]
+        lines += [f"{fmt:<8} {name:<{width}} {size:>8} {sec:>8.1f}" for fmt, name, size, sec in rows]
+        lines.append(f"{self.model} at {self.size}x{self.size}, exported to {self.out_dir} in {self.total_seconds:.0f}s")
+        if self.calibration:
+            lines.append(f"int8 calibrated on {self.calibration['images']} face crops from {self.calibration['folder']}")
+        return "\n".join(lines)
+
+    def next_commands(self) -> list[str]:
+        ckpt = "" if self.options.get("default_checkpoint") else f" --checkpoint {self.checkpoint}"
+        return [
+            f"facesegtool verify{ckpt} --export-dir {self.out_dir}",
+            f"facesegtool bench --device host --export-dir {self.out_dir}",
+        ]
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "checkpoint": str(self.checkpoint),
+            "out_dir": str(self.out_dir),
+            "size": self.size,
+            "onnx": {"file": str(self.onnx), "size_bytes": self.onnx.stat().st_size, "seconds": self.onnx_seconds},
+            "tf_seconds": self.tf_seconds,
+            "variants": {
+                k: {"file": str(v.tflite), "sidecar": str(v.sidecar), "size_bytes": v.size_bytes, "seconds": v.seconds}
+                for k, v in self.variants.items()
+            },
+            "calibration": self.calibration,
+            "options": self.options,
+            "total_seconds": self.total_seconds,
+        }
+
+
+def parse_quant(quant: str | list[str] | tuple[str, ...]) -> list[str]:
+    """"all" | one variant | a list (or comma-separated) -> variants in canonical order."""
+    items = quant.split(",") if isinstance(quant, str) else list(quant)
+    items = [q.strip() for q in items if q.strip()]
+    if "all" in items:
+        return list(VARIANTS)
+    bad = [q for q in items if q not in VARIANTS]
+    if bad or not items:
+        raise ValueError(f"unknown quantization {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANTS)}, all")
+    return [v for v in VARIANTS if v in items]
+
+
+def export(
+    checkpoint: str | Path | None = None,
+    quant: str | list[str] = "int8",
+    out_dir: str | Path | None = None,
+    calibration_dir: str | Path | None = None,
+    num_calib: int = DEFAULT_NUM_CALIB,
+    size: int | None = None,
+    per_channel: bool = True,
+    io_dtype: str = "int8",
+    bake_normalization: bool = False,
+    opset: int = OPSET,
+    progress: bool = True,
+) -> ExportReport:
+    """Export a checkpoint (default: the shipped model) to ONNX and the requested TFLite variants.
+
+    quant: "fp32" | "fp16" | "dynamic" | "int8" | "all" | a list of them.
+    out_dir: default exports/default for the shipped model, else exports/<model name>.
+    calibration_dir: face crops for int8 (default: the repo's calibration/), up to num_calib used.
+    size: input size (default: the checkpoint's training size). The nets are fully convolutional.
+    per_channel: int8 weights per output channel (default) or per tensor.
+    io_dtype: int8 model's input/output type: "int8", "uint8" or "float32" (float I/O around an
+        integer body). Float variants always have float32 I/O.
+    bake_normalization: the model takes raw RGB 0..255 (bytes for int8/uint8 I/O) and normalises
+        inside, per the checkpoint's input contract.
+    Raises CheckpointError, CalibrationError, ExportError / ConversionError with a clear message.
+    """
+    started = time.time()
+    variants = parse_quant(quant)
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
+    is_default = checkpoint is None
+    checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, ckpt = load_model(checkpoint)
+    name = ckpt["model"]["name"]
+    contract = dict(ckpt["input"])
+    if size is not None:
+        if size < 32 or size % 32:
+            raise ValueError(f"size must be a multiple of 32 (the nets downsample 32x), not {size}")
+        contract["size"] = int(size)
+    size = int(contract["size"])
+    classes = list(ckpt.get("classes", CLASSES))
+    out_dir = Path(out_dir) if out_dir is not None else Path("exports") / ("default" if is_default else name)
+
+    # Calibration faces: required for int8; otherwise used, when present, for onnx2tf's sample checks.
+    calib_folder = Path(calibration_dir) if calibration_dir is not None else CALIBRATION_DIR
+    try:
+        calib = calibration_array(calib_folder, contract, num_calib, baked_normalization=bake_normalization)
+        faces = load_calibration_images(calib_folder, size, min(num_calib, 20))
+    except CalibrationError:
+        if "int8" in variants:
+            raise
+        calib, faces = None, np.full((1, size, size, 3), 128, np.uint8)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}_{size}" + ("_rawrgb" if bake_normalization else "")
+    work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-", suffix=".tmp"))
+    try:
+        t = time.time()
+        net = BakedNormalization(model, contract) if bake_normalization else model
+        onnx_tmp = export_onnx(net, work / f"{stem}.onnx", size, opset=opset)
+        onnx_seconds = time.time() - t
+
+        options = {
+            "default_checkpoint": is_default,
+            "opset": opset,
+            "per_channel": per_channel,
+            "int8_io_dtype": io_dtype,
+            "normalization_baked": bake_normalization,
+        }
+        calibration = (
+            {"folder": str(calib_folder), "images": int(len(calib))} if "int8" in variants and calib is not None else None
+        )
+        metadata = {
+            "format": "facesegtool-tflite-metadata",
+            "model": name,
+            "input": contract,
+            "normalization_baked": bake_normalization,
+            "palette": PALETTE[: len(classes)].tolist(),
+        }
+        try:
+            conversion = tflite_convert.convert(
+                onnx_tmp,
+                work,
+                variants,
+                calibration=calib,
+                sample_faces=faces,
+                per_channel=per_channel,
+                io_dtype=io_dtype,
+                baked_normalization=bake_normalization,
+                labels=classes,
+                metadata=metadata,
+                progress=progress,
+            )
+        except ConversionError as exc:
+            log = work / "onnx2tf.log"
+            if log.is_file():
+                kept = shutil.copy(log, out_dir / f"{stem}.onnx2tf-failed.log")
+                raise ConversionError(f"{exc}\n  full log: {kept}") from exc
+            raise
+
+        report = ExportReport(
+            name,
+            checkpoint,
+            out_dir,
+            size,
+            out_dir / f"{stem}.onnx",
+            onnx_seconds,
+            tf_seconds=conversion.tf_seconds,
+            calibration=calibration,
+            options=options,
+        )
+        staged: list[tuple[Path, Path, VariantResult]] = []
+        for variant in variants:
+            conv = conversion.variants[variant]
+            final = out_dir / f"{stem}_{variant}.tflite"
+            tmp_tflite = work / final.name
+            conv.path.replace(tmp_tflite)
+            variant_options = {k: v for k, v in options.items() if k != "default_checkpoint"}
+            if variant != "int8":
+                variant_options.pop("int8_io_dtype")
+            else:
+                variant_options["calibration"] = calibration
+            sidecar = make_sidecar(
+                tmp_tflite,
+                name,
+                variant,
+                contract,
+                classes,
+                PALETTE[: len(classes)].tolist(),
+                bake_normalization,
+                checkpoint,
+                variant_options | {"onnx": report.onnx.name, "conversion_seconds": conv.seconds},
+            )
+            tmp_json = write_sidecar(sidecar, work / sidecar_path(final).name)
+            result = VariantResult(variant, final, sidecar_path(final), tmp_tflite.stat().st_size, conv.seconds)
+            staged.append((tmp_json, tmp_tflite, result))
+        # Only now touch out_dir: each sidecar lands before its model, so every .tflite there has one.
+        for tmp_json, tmp_tflite, result in staged:
+            tmp_json.replace(result.sidecar)
+            tmp_tflite.replace(result.tflite)
+            report.variants[result.variant] = result
+        onnx_tmp.replace(report.onnx)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.total_seconds = time.time() - started
+    return report

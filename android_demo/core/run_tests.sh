@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Compile the plain-Java core and its JUnit 4 tests with javac, run them with JUnitCore.
+# Needs a JDK (javac >= 11) and Debian's junit4 + hamcrest jars (apt-get install junit4).
+#   android_demo/core/run_tests.sh                     # goldens from src/test/resources/golden
+#   GOLDEN_DIR=/tmp/golden android_demo/core/run_tests.sh   # other goldens (pytest uses this)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+JAVA_LIB="${JAVA_LIB:-/usr/share/java}"
+junit="$JAVA_LIB/junit4.jar"
+hamcrest="$JAVA_LIB/hamcrest-core.jar"
+[ -f "$hamcrest" ] || hamcrest="$JAVA_LIB/hamcrest.jar"
+for jar in "$junit" "$hamcrest"; do
+  [ -f "$jar" ] || { echo "missing $jar: apt-get install -y --no-install-recommends junit4" >&2; exit 3; }
+done
+command -v javac >/dev/null || { echo "javac not found: install a JDK (openjdk-17-jdk-headless)" >&2; exit 3; }
+
+build="$(mktemp -d)"
+trap 'rm -rf "$build"' EXIT
+cp="$junit:$hamcrest"
+# --release 11: the app module compiles these sources for Android too; keep to Java 11.
+javac --release 11 -Xlint:all -Werror -d "$build/main" $(find "$here/src/main/java" -name '*.java')
+javac --release 11 -d "$build/test" -cp "$build/main:$cp" $(find "$here/src/test/java" -name '*.java')
+tests=$(cd "$here/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
+java -Dgolden.dir="${GOLDEN_DIR:-$here/src/test/resources/golden}" -cp "$build/main:$build/test:$cp" \
+  org.junit.runner.JUnitCore $tests

@@ -1,0 +1,98 @@
+package com.facesegtool.core;
+
+/**
+ * Geometry on packed ARGB pixels (0xAARRGGBB, row major, as Android's Bitmap.getPixels gives):
+ * crops, a bilinear resize for model input, and the nearest-neighbour mask resize that
+ * facesegtool.effects.resize_mask_nearest uses (bit-identical).
+ */
+public final class ImageOps {
+    private ImageOps() {}
+
+    /** A w x h window at (x0, y0); parts outside the image are opaque black. */
+    public static int[] crop(int[] argb, int width, int height, int x0, int y0, int w, int h) {
+        int[] out = new int[w * h];
+        for (int y = 0; y < h; y++) {
+            int sy = y0 + y;
+            for (int x = 0; x < w; x++) {
+                int sx = x0 + x;
+                out[y * w + x] = (sy >= 0 && sy < height && sx >= 0 && sx < width) ? argb[sy * width + sx] : 0xFF000000;
+            }
+        }
+        return out;
+    }
+
+    /** Side of the largest centred square of a w x h image. */
+    public static int centreSquareSide(int width, int height) {
+        return Math.min(width, height);
+    }
+
+    /** The largest centred square (what the camera path feeds the model and shows). */
+    public static int[] centreSquare(int[] argb, int width, int height) {
+        int side = centreSquareSide(width, height);
+        return crop(argb, width, height, (width - side) / 2, (height - side) / 2, side, side);
+    }
+
+    /**
+     * Bilinear resize with pixel-centre alignment (src = (dst + 0.5) * in / out - 0.5, edges
+     * clamped), the convention of OpenCV's INTER_LINEAR; agrees with cv2.resize within 1 level
+     * (OpenCV rounds its weights to 11-bit fixed point).
+     */
+    public static int[] resizeBilinear(int[] argb, int width, int height, int outW, int outH) {
+        int[] x0 = new int[outW], x1 = new int[outW];
+        float[] fx = new float[outW];
+        axis(width, outW, x0, x1, fx);
+        int[] y0 = new int[outH], y1 = new int[outH];
+        float[] fy = new float[outH];
+        axis(height, outH, y0, y1, fy);
+        int[] out = new int[outW * outH];
+        for (int y = 0; y < outH; y++) {
+            int r0 = y0[y] * width, r1 = y1[y] * width;
+            float wy = fy[y];
+            for (int x = 0; x < outW; x++) {
+                int a = argb[r0 + x0[x]], b = argb[r0 + x1[x]], c = argb[r1 + x0[x]], d = argb[r1 + x1[x]];
+                float wx = fx[x];
+                int px = 0xFF000000;
+                for (int shift = 16; shift >= 0; shift -= 8) {
+                    float top = ((a >> shift) & 255) * (1 - wx) + ((b >> shift) & 255) * wx;
+                    float bottom = ((c >> shift) & 255) * (1 - wx) + ((d >> shift) & 255) * wx;
+                    int v = Math.round(top * (1 - wy) + bottom * wy);
+                    px |= Math.max(0, Math.min(255, v)) << shift;
+                }
+                out[y * outW + x] = px;
+            }
+        }
+        return out;
+    }
+
+    private static void axis(int in, int out, int[] i0, int[] i1, float[] f) {
+        double s = (double) in / out;
+        for (int i = 0; i < out; i++) {
+            double src = (i + 0.5) * s - 0.5;
+            int lo = (int) Math.floor(src);
+            double frac = src - lo;
+            if (lo < 0) {
+                lo = 0;
+                frac = 0;
+            }
+            if (lo >= in - 1) {
+                lo = in - 1;
+                frac = 0;
+            }
+            i0[i] = lo;
+            i1[i] = Math.min(lo + 1, in - 1);
+            f[i] = (float) frac;
+        }
+    }
+
+    /** Nearest-neighbour mask resize sampling pixel centres: src = ((2 i + 1) * n_in) / (2 n_out). */
+    public static byte[] resizeMaskNearest(byte[] mask, int width, int height, int outW, int outH) {
+        int[] cols = new int[outW];
+        for (int x = 0; x < outW; x++) cols[x] = (int) (((2L * x + 1) * width) / (2L * outW));
+        byte[] out = new byte[outW * outH];
+        for (int y = 0; y < outH; y++) {
+            int row = (int) (((2L * y + 1) * height) / (2L * outH)) * width;
+            for (int x = 0; x < outW; x++) out[y * outW + x] = mask[row + cols[x]];
+        }
+        return out;
+    }
+}

@@ -1,0 +1,303 @@
+"""The Android demo's two links to the Python side: installing a model into its assets, and the
+golden files that prove its plain-Java core computes what the Python code computes.
+
+    install_model("exports/default/model_int8.tflite")      # -> android_demo/app/src/main/assets/
+    write_golden_inputs(GOLDEN_DIR, face)                   # image + logits from a real face
+    write_golden_expectations(GOLDEN_DIR)                   # what Python computes from them
+
+Golden files (android_demo/core/src/test/resources/golden/), plain formats that JUnit reads
+without any library: PPM (P6) for RGB pictures, PGM (P5) for masks, raw little-endian NHWC
+tensors (.f32 float32, .i8 int8), gzipped where large, and JSON (cases.json, sidecars).
+Inputs are written once from a real face; expectations are recomputed from the committed
+inputs by tests/test_android_core.py, so a change on either side shows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .effects import Effects, apply_effects, colour_mask, overlay, resize_mask_nearest
+from .labels import CLASSES, PALETTE
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = REPO_ROOT / "android_demo"
+GOLDEN_DIR = APP_DIR / "core" / "src" / "test" / "resources" / "golden"
+ASSET_MODEL = "model.tflite"  # the app loads these two names from its assets
+ASSET_SIDECAR = "model.json"
+
+
+class AndroidError(ValueError):
+    pass
+
+
+# --- install-model -----------------------------------------------------------------------------
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Path, Path]:
+    """Copy FILE.tflite and its sidecar FILE.json into the app's assets as model.tflite / model.json.
+
+    Checks first that the sidecar is a facesegtool sidecar and that its sha256 is the .tflite's, so
+    the app never pairs a model with another model's pre-processing.
+    """
+    from .tflite_runner import TFLiteModelError, read_sidecar
+
+    tflite = Path(tflite)
+    if not tflite.is_file():
+        raise AndroidError(f"{tflite}: no such .tflite file")
+    try:
+        sidecar = read_sidecar(tflite)
+    except TFLiteModelError as exc:
+        raise AndroidError(str(exc)) from exc
+    digest = hashlib.sha256(tflite.read_bytes()).hexdigest()
+    if sidecar.get("sha256") and sidecar["sha256"] != digest:
+        raise AndroidError(f"{tflite}: its sidecar's sha256 is another file's; re-export to get a matching pair")
+    app = Path(app_dir)
+    if not (app / "app").is_dir():
+        raise AndroidError(f"{app}: not the android_demo project (no app/ module)")
+    assets = app / "app" / "src" / "main" / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    model_dst, sidecar_dst = assets / ASSET_MODEL, assets / ASSET_SIDECAR
+    _atomic_copy(tflite, model_dst)
+    _atomic_copy(tflite.with_suffix(".json"), sidecar_dst)
+    return model_dst, sidecar_dst
+
+
+# --- plain file formats ------------------------------------------------------------------------
+
+
+def write_pnm(path: Path, pixels: np.ndarray) -> None:
+    """HxWx3 uint8 -> binary PPM (P6); HxW uint8 -> binary PGM (P5)."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    magic = b"P6" if pixels.ndim == 3 else b"P5"
+    h, w = pixels.shape[:2]
+    path.write_bytes(magic + f"\n{w} {h}\n255\n".encode() + pixels.tobytes())
+
+
+def read_pnm(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    fields, pos = [], 0
+    while len(fields) < 4:  # magic, width, height, maxval; separated by single whitespace
+        while data[pos : pos + 1].isspace():
+            pos += 1
+        start = pos
+        while not data[pos : pos + 1].isspace():
+            pos += 1
+        fields.append(data[start:pos])
+    pos += 1
+    magic, w, h = fields[0], int(fields[1]), int(fields[2])
+    shape = (h, w, 3) if magic == b"P6" else (h, w)
+    return np.frombuffer(data, np.uint8, count=int(np.prod(shape)), offset=pos).reshape(shape).copy()
+
+
+def _write_tensor(path: Path, tensor: np.ndarray) -> None:
+    """Raw little-endian bytes, gzipped (deterministically: no name or time in the header)."""
+    raw = np.ascontiguousarray(tensor).astype(tensor.dtype.newbyteorder("<")).tobytes()
+    with open(path, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", filename="", mtime=0) as gz:
+        gz.write(raw)
+
+
+def _read_tensor(path: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(gzip.decompress(path.read_bytes()), np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+# --- goldens -----------------------------------------------------------------------------------
+
+GOLDEN_SIZE = 128
+# Effects and strengths the goldens cover (the Java test reads them from cases.json).
+GOLDEN_EFFECTS = Effects(hair=(128, 64, 192), lips=(192, 32, 64), brows=(80, 56, 48), smooth=3)
+GOLDEN_ALPHAS = (0.6, 1.0)
+GOLDEN_UPSCALE = (200, 150)  # (height, width) the mask is resized to, nearest (as predict does)
+GOLDEN_RESIZE = (80, 96)  # (height, width) of the bilinear resize check against cv2
+
+
+def _sidecar(dtype: str, quant_in: dict | None, quant_out: dict | None, size: int) -> dict:
+    """A sidecar in export's format describing the golden model (no .tflite exists for it)."""
+    return {
+        "format": "facesegtool-sidecar",
+        "version": 1,
+        "model": "golden",
+        "variant": "int8" if dtype == "int8" else "fp32",
+        "tflite": f"golden_{dtype}.tflite",
+        "classes": list(CLASSES),
+        "palette": PALETTE.tolist(),
+        "input": {
+            "index": 0,
+            "shape": [1, size, size, 3],
+            "layout": "NHWC",
+            "channel_order": "RGB",
+            "dtype": dtype,
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+            "scale": 255.0,
+            "normalization_baked": False,
+            "quantization": quant_in,
+        },
+        "output": {
+            "index": 0,
+            "shape": [1, size, size, len(CLASSES)],
+            "layout": "NHWC",
+            "dtype": dtype,
+            "quantization": quant_out,
+        },
+        "source_checkpoint": None,
+        "sha256": None,
+    }
+
+
+def write_golden_inputs(out_dir: Path, image: np.ndarray, mask: np.ndarray, seed: int = 0) -> None:
+    """The golden inputs from a real face (RGB GOLDEN_SIZE^2) and its ground-truth 11-class mask.
+
+    The logits are the ground truth made noisy: 4 x the one-hot mask blurred (sigma 1 px, so
+    borders are uncertain) plus spatially correlated unit noise, on a 1/16 grid (exact in
+    float32, and leaves exact ties to test the first-maximum rule). The argmax then differs
+    from the truth in blobs and along borders, like a real model's mistakes, and the goldens
+    do not depend on any trained model. int8 logits: scale 1/8, zero point -8 (coarser than the
+    grid, so rounding creates more ties and the int8 mask differs from the float one a little).
+    """
+    import cv2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = mask.shape
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[np.minimum(mask, len(CLASSES) - 1)]
+    # Soft class evidence (blurred one-hot: borders are uncertain) plus spatially correlated noise.
+    evidence = cv2.GaussianBlur(onehot, (0, 0), 1.0)
+    noise = cv2.GaussianBlur(rng.normal(0.0, 1.0, (h, w, len(CLASSES))).astype(np.float32), (0, 0), 1.5)
+    noise *= 1.0 / noise.std()
+    logits = np.round((4.0 * evidence + noise) * 16) / 16
+    logits = logits.astype(np.float32)[None]
+    q_out = {"scale": 0.125, "zero_point": -8}
+    q = np.clip(np.rint(logits / q_out["scale"]) + q_out["zero_point"], -128, 127).astype(np.int8)
+    write_pnm(out_dir / "input.ppm", image)
+    _write_tensor(out_dir / "logits_float32.f32.gz", logits)
+    _write_tensor(out_dir / "logits_int8.i8.gz", q)
+    # The int8 input quantization is what an export of a [-1, 1] model gets: scale 2/255, zp -1.
+    q_in = {"scale": 0.007843137718737125, "zero_point": -1}
+    for dtype, qi, qo in (("float32", None, None), ("int8", q_in, q_out)):
+        text = json.dumps(_sidecar(dtype, qi, qo, w), indent=1)
+        (out_dir / f"sidecar_{dtype}.json").write_text(text + "\n")
+
+
+class _SidecarOnly:
+    """What TFLiteModel.preprocess reads, from a sidecar alone (the goldens have no .tflite):
+    the golden input tensors are made by the very code predict and verify run."""
+
+    def __init__(self, sidecar: dict):
+        inp = sidecar["input"]
+        self.sidecar = sidecar
+        self.path = Path(sidecar.get("tflite") or "golden.tflite")
+        self.layout = inp.get("layout", "NHWC")
+        self.size = tuple(inp["shape"][1:3]) if self.layout == "NHWC" else tuple(inp["shape"][2:4])
+        q = inp.get("quantization")
+        self.input_details = {"dtype": np.dtype(inp["dtype"]), "quantization": (q["scale"], q["zero_point"]) if q else (0.0, 0)}
+
+
+def preprocess_from_sidecar(rgb: np.ndarray, sidecar: dict) -> np.ndarray:
+    from .tflite_runner import TFLiteModel
+
+    return TFLiteModel.preprocess(_SidecarOnly(sidecar), rgb)  # type: ignore[arg-type]
+
+
+def mask_from_output(output: np.ndarray, sidecar: dict) -> np.ndarray:
+    """1xHxWxC model output (float or quantized ints) -> HxW mask, first maximum on ties.
+
+    argmax of the raw int8 equals argmax of the dequantized logits (scale > 0), so the phone
+    never dequantizes just to find the class."""
+    out = output[0]
+    if sidecar["output"].get("layout", "NHWC") == "NCHW":
+        out = out.transpose(1, 2, 0)
+    return out.argmax(-1).astype(np.uint8)
+
+
+def write_golden_expectations(golden_dir: Path) -> list[Path]:
+    """Recompute every expected file from the golden inputs; returns the files written."""
+    import cv2
+
+    image = read_pnm(golden_dir / "input.ppm")
+    h, w = image.shape[:2]
+    written: list[Path] = []
+
+    def put(name: str, pixels: np.ndarray) -> None:
+        write_pnm(golden_dir / name, pixels)
+        written.append(golden_dir / name)
+
+    cases: dict = {"size": [h, w], "variants": {}, "effects": [], "upscale": list(GOLDEN_UPSCALE), "resize": list(GOLDEN_RESIZE)}
+    masks = {}
+    for dtype in ("float32", "int8"):
+        sidecar = json.loads((golden_dir / f"sidecar_{dtype}.json").read_text())
+        tensor = preprocess_from_sidecar(image, sidecar)
+        name = f"input_tensor_{dtype}" + (".f32.gz" if dtype == "float32" else ".i8.gz")
+        _write_tensor(golden_dir / name, tensor)
+        written.append(golden_dir / name)
+        suffix = ".f32.gz" if dtype == "float32" else ".i8.gz"
+        logits = _read_tensor(golden_dir / f"logits_{dtype}{suffix}", dtype, (1, h, w, len(CLASSES)))
+        masks[dtype] = mask_from_output(logits, sidecar)
+        put(f"mask_{dtype}.pgm", masks[dtype])
+        cases["variants"][dtype] = {
+            "sidecar": f"sidecar_{dtype}.json",
+            "input_tensor": name,
+            "logits": f"logits_{dtype}{suffix}",
+            "mask": f"mask_{dtype}.pgm",
+        }
+    mask = masks["float32"]
+    put("colour_mask.ppm", colour_mask(mask))
+    for alpha in GOLDEN_ALPHAS:
+        tag = f"{int(round(alpha * 100)):03d}"
+        put(f"overlay_a{tag}.ppm", overlay(image, mask, alpha))
+        put(f"effects_a{tag}.ppm", apply_effects(image, mask, GOLDEN_EFFECTS, alpha))
+        cases["effects"].append(
+            {
+                "alpha": alpha,
+                "hair": "#%02X%02X%02X" % GOLDEN_EFFECTS.hair,
+                "lips": "#%02X%02X%02X" % GOLDEN_EFFECTS.lips,
+                "brows": "#%02X%02X%02X" % GOLDEN_EFFECTS.brows,
+                "smooth": GOLDEN_EFFECTS.smooth,
+                "overlay": f"overlay_a{tag}.ppm",
+                "effects": f"effects_a{tag}.ppm",
+            }
+        )
+    # The int8 mask with effects too: the phone's usual path.
+    put("effects_int8_a060.ppm", apply_effects(image, masks["int8"], GOLDEN_EFFECTS, 0.6))
+    cases["effects_int8"] = "effects_int8_a060.ppm"
+    put("mask_upscaled.pgm", resize_mask_nearest(mask, *GOLDEN_UPSCALE))
+    # Java's bilinear resize is checked against OpenCV's within +-1 (OpenCV rounds in fixed point).
+    put("resize_bilinear.ppm", cv2.resize(image, GOLDEN_RESIZE[::-1], interpolation=cv2.INTER_LINEAR))
+    (golden_dir / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    written.append(golden_dir / "cases.json")
+    return written
+
+
+def golden_face(stem: str, size: int = GOLDEN_SIZE, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A celebamask-mini face and its 11-class ground truth at size x size."""
+    import cv2
+    from PIL import Image
+
+    from .labels import celebamask_lut
+
+    root = data_dir or REPO_ROOT.parent / "shared" / "data" / "celebamask-mini"
+    bgr = cv2.imread(str(root / "images" / f"{stem}.jpg"), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise AndroidError(f"cannot read {root / 'images' / (stem + '.jpg')}")
+    ids = np.array(Image.open(root / "masks" / f"{stem}.png"))  # palette PNG: PIL keeps the indices
+    image = cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    mask = cv2.resize(celebamask_lut()[ids], (size, size), interpolation=cv2.INTER_NEAREST)
+    return image, mask

@@ -1,0 +1,347 @@
+"""Latency on an Android phone: TFLite's `benchmark_model` run through adb, per delegate and thread count.
+
+    report = run_adb_bench(export_dir="exports/", benchmark_binary="android_aarch64_benchmark_model",
+                           threads=(1, 4), delegates=("xnnpack", "gpu"), out_dir="bench/")
+
+Steps: adb on PATH -> exactly one device, online and authorized -> its model/ABI/Android version
+(getprop) -> push the binary and the .tflite files to /data/local/tmp/facesegtool -> for every
+model x delegate x threads run benchmark_model and parse its output (benchmark_output.py).
+
+Every command line that reaches `adb shell` is built with shlex.join, so file names with spaces
+or shell characters arrive as one argument. The report JSON is rewritten after every run, so a
+phone that disconnects half-way leaves the runs already measured on disk (AdbDisconnected says so).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from ..tflite_runner import TFLiteModelError, read_sidecar
+from .benchmark_output import BenchmarkModelResult, parse_benchmark_output
+from .host import BenchError, collect_models
+from .report import new_report, plot_report, report_stem, save_report
+
+REMOTE_DIR = "/data/local/tmp/facesegtool"
+BINARY_ENV = "FACESEGTOOL_BENCHMARK_MODEL"  # the configured path when --benchmark-binary is not given
+BINARY_URL = (
+    "https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/"
+    "latest/android_aarch64_benchmark_model"
+)
+MEASUREMENT_DOCS = "https://ai.google.dev/edge/litert/models/measurement"
+DELEGATE_FLAGS = {
+    "cpu": ["--use_xnnpack=false"],  # the builtin kernels only
+    "xnnpack": ["--use_xnnpack=true"],
+    "gpu": ["--use_gpu=true"],
+    "nnapi": ["--use_nnapi=true"],
+}
+NNAPI_NOTE = (
+    "NNAPI is deprecated from Android 15 (API 35): vendors stop shipping NNAPI drivers, so it often falls back to "
+    "its CPU reference implementation; prefer the GPU delegate or XNNPACK"
+)
+# What adb prints when the device went away (the client's own errors, not the tool's).
+_GONE = ("device offline", "not found", "no devices/emulators found", "error: closed", "device unauthorized",
+         "protocol fault", "connection reset")
+
+
+class AdbError(RuntimeError):
+    """adb or the device cannot be used; the message says what to do."""
+
+
+class AdbDisconnected(AdbError):
+    """The device went away during the runs; `report` holds what was measured (also saved as JSON)."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+# --- adb and the device -----------------------------------------------------------------------
+
+
+def find_adb() -> str:
+    adb = shutil.which("adb")
+    if adb is None:
+        raise AdbError(
+            "adb not found on PATH: install Android's platform tools (Debian/Ubuntu: `sudo apt-get install adb`, "
+            "or the SDK platform-tools zip) and check that `adb devices` lists the phone"
+        )
+    return adb
+
+
+def parse_devices(text: str) -> dict[str, str]:
+    """`adb devices` -> {serial: state}; state is "device", "offline", "unauthorized", "no permissions ..."."""
+    devices = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("List of devices", "*", "adb server", "adb: ")):
+            continue
+        serial, _, state = line.partition("\t") if "\t" in line else line.partition(" ")
+        devices[serial.strip()] = state.strip()
+    return devices
+
+
+def check_device(devices: dict[str, str], serial: str | None) -> str:
+    """The serial to use, or AdbError saying why none can be used and what to do."""
+    if not devices:
+        raise AdbError(
+            "no Android device connected: plug the phone in by USB, enable Developer options > USB debugging, "
+            "accept the prompt on the phone, then check `adb devices`"
+        )
+    if serial is None:
+        if len(devices) > 1:
+            listing = ", ".join(f"{s} ({st})" for s, st in devices.items())
+            raise AdbError(f"{len(devices)} devices connected ({listing}): choose one with --serial")
+        serial = next(iter(devices))
+    if serial not in devices:
+        listing = ", ".join(f"{s} ({st})" for s, st in devices.items())
+        raise AdbError(f"device {serial!r} is not connected; adb sees: {listing}")
+    state = devices[serial]
+    if state == "device":
+        return serial
+    if state == "unauthorized":
+        raise AdbError(
+            f"device {serial} is unauthorized: unlock the phone and accept the 'Allow USB debugging?' prompt "
+            "(tick 'Always allow from this computer'); no prompt? revoke USB debugging authorizations in "
+            "Developer options and replug"
+        )
+    if state == "offline":
+        raise AdbError(
+            f"device {serial} is offline: replug the cable or restart adb (`adb kill-server; adb start-server`), "
+            "then check that `adb devices` says 'device'"
+        )
+    if state.startswith("no permissions"):
+        raise AdbError(f"device {serial}: no permissions to open it over USB ({state}); add a udev rule for the phone")
+    raise AdbError(f"device {serial} is in state {state!r}, not 'device': boot it normally and unlock it")
+
+
+class AdbDevice:
+    """One device, addressed by serial; every shell command goes through shlex.join."""
+
+    def __init__(self, serial: str, adb: str = "adb", timeout: float = 120.0):
+        self.serial, self.adb, self.timeout = serial, adb, timeout
+
+    def run(self, args: Sequence[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                [self.adb, "-s", self.serial, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                timeout=timeout or self.timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AdbError(f"`adb {' '.join(args[:2])}` on {self.serial} did not finish in {exc.timeout:.0f} s") from exc
+
+    def shell(self, argv: Sequence[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+        # adb joins its arguments with spaces and hands them to the device's sh: pass one quoted string.
+        return self.run(["shell", shlex.join([str(a) for a in argv])], timeout)
+
+    def check_shell(self, argv: Sequence[str]) -> str:
+        proc = self.shell(argv)
+        if proc.returncode != 0:
+            self._raise_if_gone(proc.stdout)
+            raise AdbError(f"`{shlex.join(argv)}` failed on {self.serial}: {proc.stdout.strip()[-300:]}")
+        return proc.stdout
+
+    def getprop(self, name: str) -> str:
+        return self.check_shell(["getprop", name]).strip()
+
+    def push(self, local: Path, remote: str) -> None:
+        proc = self.run(["push", str(local), remote], timeout=max(self.timeout, 600))
+        if proc.returncode != 0:
+            self._raise_if_gone(proc.stdout)
+            raise AdbError(f"adb push {local.name} -> {remote} failed: {proc.stdout.strip()[-300:]}")
+
+    def state(self) -> str:
+        """"device" when still usable; otherwise what adb said."""
+        try:
+            proc = self.run(["get-state"], timeout=30)
+        except AdbError as exc:
+            return str(exc)
+        out = proc.stdout.strip()
+        return out if proc.returncode == 0 else (out or f"get-state exit {proc.returncode}")
+
+    def _raise_if_gone(self, output: str) -> None:
+        state = self.state()
+        if state != "device":
+            raise AdbDisconnected(f"device {self.serial} disconnected ({state}; last output: {output.strip()[-200:]})")
+
+
+def describe(device: AdbDevice) -> dict:
+    props = {
+        "manufacturer": "ro.product.manufacturer",
+        "model": "ro.product.model",
+        "abi": "ro.product.cpu.abi",
+        "android": "ro.build.version.release",
+        "sdk": "ro.build.version.sdk",
+    }
+    info = {"serial": device.serial}
+    info.update({key: device.getprop(prop) for key, prop in props.items()})
+    return info
+
+
+def resolve_benchmark_binary(path: str | Path | None) -> Path:
+    """--benchmark-binary, else $FACESEGTOOL_BENCHMARK_MODEL; a clear error saying where to get it."""
+    chosen = path or os.environ.get(BINARY_ENV)
+    if chosen and Path(chosen).is_file():
+        return Path(chosen)
+    where = f"{chosen} does not exist" if chosen else f"no --benchmark-binary given and ${BINARY_ENV} is not set"
+    raise AdbError(
+        f"benchmark_model binary: {where}. Get TFLite's prebuilt nightly benchmark_model for android_aarch64 "
+        f"({BINARY_URL}; see 'Native benchmark binary' in {MEASUREMENT_DOCS}), then pass --benchmark-binary PATH "
+        f"or set {BINARY_ENV}"
+    )
+
+
+# --- the runs ------------------------------------------------------------------------------------
+
+
+def benchmark_argv(binary: str, graph: str, delegate: str, threads: int, runs: int, warmup: int,
+                   op_profiling: bool) -> list[str]:
+    argv = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}",
+            *DELEGATE_FLAGS[delegate]]
+    if op_profiling:
+        argv.append("--enable_op_profiling=true")
+    return argv
+
+
+def _row(result: BenchmarkModelResult, label: str, variant: str, file: Path, delegate: str, threads: int,
+         exit_code: int, output: str) -> dict:
+    ms = lambda us: None if us is None else round(us / 1e3, 3)  # noqa: E731
+    row = {
+        "label": label, "runtime": "benchmark_model", "variant": variant, "file": file.name, "delegate": delegate,
+        "threads": threads, "status": "ok" if result.ok else "failed", "error": None,
+        "mean_ms": ms(result.inference_avg_us), "median_ms": ms(result.inference_median_us),
+        "p95_ms": ms(result.inference_p95_us), "std_ms": ms(result.inference_std_us),
+        "first_ms": ms(result.first_inference_us), "warmup_ms": ms(result.warmup_avg_us), "init_ms": ms(result.init_us),
+        "size_mb": round(file.stat().st_size / 1e6, 3),
+        "memory_mb": result.peak_memory_mb if result.peak_memory_mb is not None else result.memory_overall_mb,
+        "details": result.as_dict(),
+    }
+    if not result.ok:
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+        row["error"] = "; ".join(result.errors[-3:]) or f"no timings (exit code {exit_code}): {last[:200]}"
+    return row
+
+
+def run_adb_bench(
+    export_dir: str | Path | None = None,
+    models: Sequence[str | Path] = (),
+    serial: str | None = None,
+    benchmark_binary: str | Path | None = None,
+    threads: Sequence[int] = (1, 4),
+    delegates: Sequence[str] = ("cpu", "xnnpack"),
+    runs: int = 50,
+    warmup: int = 5,
+    op_profiling: bool = False,
+    out_dir: str | Path = "bench",
+    run_timeout: float = 600.0,
+    progress: bool = True,
+) -> dict:
+    """Bench every .tflite on the phone; returns the report, also written to out_dir (JSON after every run)."""
+    threads = [int(t) for t in threads]
+    delegates = [d.strip().lower() for d in delegates]
+    unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
+    if unknown or not delegates:
+        raise BenchError(f"--delegate: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(DELEGATE_FLAGS)}")
+    if not threads or min(threads) < 1 or runs < 1 or warmup < 0:
+        raise BenchError("--threads must be positive, --runs >= 1, --warmup >= 0")
+    tflites, onnxs = collect_models(export_dir, models)
+    if not tflites:
+        raise BenchError("no .tflite files to push: pass --export-dir DIR or --models FILE.tflite")
+    binary = resolve_benchmark_binary(benchmark_binary)
+
+    adb = find_adb()
+    listing = subprocess.run([adb, "devices"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    device = AdbDevice(check_device(parse_devices(listing.stdout), serial), adb)
+    info = describe(device)
+    info["benchmark_binary"] = binary.name
+
+    sidecars = {}
+    for p in tflites:
+        try:
+            sidecars[p] = read_sidecar(p)
+        except TFLiteModelError:
+            sidecars[p] = {}  # benchmark_model needs no sidecar; the variant is then the file name
+    first = next((s for s in sidecars.values() if s), {})
+    shape = first.get("input", {}).get("shape")
+    report = new_report(
+        "adb", device=info,
+        model={"name": first.get("model", tflites[0].stem), "input_size": shape[1:3] if shape else None,
+               "files": [str(p) for p in tflites]},
+        runs=runs, warmup=warmup, delegates=delegates, threads=threads, op_profiling=op_profiling,
+        reference=None,
+    )
+    if onnxs:
+        report["notes"].append(f"ONNX files skipped on the device: {', '.join(p.name for p in onnxs)}")
+    if "nnapi" in delegates:
+        report["notes"].append(NNAPI_NOTE)
+    if info["abi"] and not info["abi"].startswith("arm64"):
+        report["notes"].append(f"device ABI is {info['abi']}: an android_aarch64 benchmark_model will not run on it")
+
+    variants = {p: str(sidecars[p].get("variant") or p.stem) for p in tflites}
+    if len(set(variants.values())) < len(variants):  # two exports of one variant: tell them apart by file
+        variants = {p: p.stem for p in tflites}
+    ref_model = next((p for p in tflites if variants[p] == "fp32"), tflites[0])
+    ref_delegate = "xnnpack" if "xnnpack" in delegates else delegates[0]
+    report["reference"] = f"{variants[ref_model]} / {ref_delegate}"
+    out_dir = Path(out_dir)
+    raw_dir = out_dir / f"{report_stem(report)}_raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    save_report(report, out_dir)
+
+    from tqdm import tqdm
+
+    try:
+        device.check_shell(["mkdir", "-p", REMOTE_DIR])
+        remote_binary = f"{REMOTE_DIR}/benchmark_model"
+        device.push(binary, remote_binary)
+        device.check_shell(["chmod", "755", remote_binary])
+        remote = {}
+        for p in tqdm(tflites, desc="push models", unit="file", disable=not progress):
+            remote[p] = f"{REMOTE_DIR}/{p.name}"
+            device.push(p, remote[p])
+
+        tasks = [(p, d, t) for p in tflites for d in delegates for t in threads]
+        bar = tqdm(tasks, desc=f"bench {info['model']}", unit="run", disable=not progress)
+        for order, (p, delegate, t) in enumerate(bar):
+            bar.set_postfix_str(f"{variants[p]} {delegate} x{t}")
+            argv = benchmark_argv(remote_binary, remote[p], delegate, t, runs, warmup, op_profiling)
+            try:
+                proc = device.shell(argv, timeout=run_timeout)
+                output, code = proc.stdout, proc.returncode
+            except AdbError as exc:  # the run hung past run_timeout
+                output, code = str(exc), -1
+            (raw_dir / f"{p.stem}_{delegate}_{t}t.txt").write_text(f"$ adb shell {shlex.join(argv)}\n{output}")
+            result = parse_benchmark_output(output)
+            if not result.ok and (code != 0 or any(g in output for g in _GONE)):
+                state = device.state()
+                if state != "device":
+                    raise AdbDisconnected(
+                        f"device {device.serial} disconnected during {variants[p]} / {delegate} / {t} threads "
+                        f"({state})"
+                    )
+            row = _row(result, variants[p], variants[p], p, delegate, t, code, output)
+            row["order"] = order
+            row["is_reference"] = p == ref_model and delegate == ref_delegate
+            report["results"].append(row)
+            save_report(report, out_dir)
+        bar.close()
+    except AdbDisconnected as exc:
+        report["error"] = str(exc)
+        path = save_report(report, out_dir)
+        n = sum(r["status"] == "ok" for r in report["results"])
+        raise AdbDisconnected(
+            f"{exc}; the {n} run(s) measured before are kept in {path}; reconnect the phone and rerun", report
+        ) from exc
+    report["complete"] = True
+    save_report(report, out_dir)
+    if any(r["status"] == "ok" for r in report["results"]):
+        plot_report(report, out_dir / f"{report_stem(report)}.png")
+    return report

@@ -1,0 +1,362 @@
+"""Latency on this machine: PyTorch eager, ONNX Runtime and every TFLite variant, same model, same input size.
+
+    report = run_host_bench(checkpoint=None, export_dir="exports/", threads=(1, 2), runs=50, warmup=5,
+                            out_dir="bench/")
+    print(format_table(report))
+
+For each thread count, each runtime is loaded (init time), called once (first call), warmed up,
+then timed `runs` times: median, p90, mean. Each latency is also put against PyTorch at the same
+thread count, and against the CPU's fp32 peak: the model's multiply-adds are counted once
+(Conv/ConvTranspose/Linear, by forward hooks) and the peak is a large matmul timed on the same
+threads. Segmentation nets are memory-bound, so a few % of peak is normal; the interesting part
+is how the runtimes compare.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..checkpoint import load_model
+from ..tflite_runner import TFLiteModel, TFLiteModelError, read_sidecar
+from .report import new_report, plot_report, report_stem, save_report
+
+VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
+
+
+class BenchError(ValueError):
+    """Bad bench input (missing files, models of different size or origin); the message says what to do."""
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+def time_calls(call: Callable[[], object], runs: int, warmup: int) -> dict:
+    """first_ms (the first call, part of the warm-up), then median/p90/mean/min over `runs` timed calls."""
+    if runs < 1:
+        raise BenchError("--runs must be at least 1")
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        call()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {
+        "first_ms": round(first * 1e3, 3),
+        "median_ms": round(float(np.median(ms)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "min_ms": round(float(ms.min()), 3),
+    }
+
+
+def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
+    """Multiply-accumulates of one 1 x 3 x H x W forward pass in Conv, ConvTranspose and Linear layers.
+
+    The rest (BN folded at export, activations, resizes, adds) is a small share of the arithmetic
+    and mostly memory traffic, so it is left out; the report says what was counted.
+    """
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            # every input element meets out_channels/groups kernels
+            total += inputs[0].numel() * (module.out_channels // module.groups) * int(np.prod(module.kernel_size))
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            total += output.numel() * (module.in_channels // module.groups) * int(np.prod(module.kernel_size))
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *size))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def cpu_peak_gflops(threads: int, n: int = 1024, min_seconds: float = 0.3) -> float:
+    """A rough fp32 peak: the best GFLOP/s of an n x n matmul on `threads` threads (PyTorch's BLAS)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        best, reps, start = 0.0, 0, time.perf_counter()
+        while reps < 3 or time.perf_counter() - start < min_seconds:
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+            reps += 1
+        return best
+    finally:
+        torch.set_num_threads(previous)
+
+
+def host_description() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("torch", "onnxruntime", "ai-edge-litert", "numpy"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "system": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+# --- which files ------------------------------------------------------------------------------
+
+
+def collect_models(export_dir: str | Path | None, models: Sequence[str | Path] = ()) -> tuple[list[Path], list[Path]]:
+    """(.tflite files, .onnx files) from an export folder and/or explicit files, in variant order."""
+    files: list[Path] = []
+    if export_dir is not None:
+        export_dir = Path(export_dir)
+        if not export_dir.is_dir():
+            raise BenchError(f"--export-dir {export_dir}: no such folder (run `facesegtool export` first)")
+        files += sorted(export_dir.glob("*.tflite")) + sorted(export_dir.glob("*.onnx"))
+        if not files:
+            raise BenchError(f"--export-dir {export_dir}: no .tflite or .onnx files in it")
+    for f in models:
+        f = Path(f)
+        if not f.is_file():
+            raise BenchError(f"--models {f}: no such file")
+        if f.suffix not in (".tflite", ".onnx"):
+            raise BenchError(f"--models {f}: expected a .tflite or .onnx file")
+        files.append(f)
+    files = list(dict.fromkeys(p.resolve() for p in files))
+    tflites = [p for p in files if p.suffix == ".tflite"]
+    onnxs = [p for p in files if p.suffix == ".onnx"]
+
+    def variant_rank(p: Path) -> tuple[int, str]:
+        try:
+            v = read_sidecar(p).get("variant")
+        except TFLiteModelError:
+            v = None
+        return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), p.name)
+
+    return sorted(tflites, key=variant_rank), onnxs
+
+
+def _input_size(tflites: list[Path], ckpt: dict) -> tuple[int, int]:
+    """The one input size every model is measured at: the exports' (they must agree), else the checkpoint's."""
+    sizes = {}
+    for p in tflites:
+        shape = read_sidecar(p)["input"]["shape"]
+        layout = read_sidecar(p)["input"].get("layout", "NHWC")
+        sizes[p.name] = tuple(shape[1:3] if layout == "NHWC" else shape[2:4])
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{n}: {h}x{w}" for n, (h, w) in sizes.items())
+        raise BenchError(f"the .tflite files take different input sizes ({listing}); bench one export at a time")
+    if sizes:
+        return next(iter(sizes.values()))
+    s = int(ckpt["input"]["size"])
+    return s, s
+
+
+def _check_same_model(tflites: list[Path], ckpt: dict, checkpoint: Path) -> None:
+    name = ckpt["model"]["name"]
+    for p in tflites:
+        exported = read_sidecar(p).get("model")
+        if exported and exported != name:
+            raise BenchError(
+                f"{p.name} was exported from a {exported!r} model but {checkpoint} is {name!r}: "
+                "pass the checkpoint it was exported from with --checkpoint"
+            )
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run_host_bench(
+    checkpoint: str | Path | None = None,
+    export_dir: str | Path | None = None,
+    models: Sequence[str | Path] = (),
+    threads: Sequence[int] = (1, 2),
+    runs: int = 30,
+    warmup: int = 5,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Measure every runtime at every thread count; returns the report (see report.py).
+
+    With out_dir, bench_host.json is rewritten after each row and bench_host.png drawn at the end.
+    """
+    threads = [int(t) for t in threads]
+    if not threads or min(threads) < 1:
+        raise BenchError("--threads must list positive thread counts, e.g. 1,2")
+    if runs < 1 or warmup < 0:
+        raise BenchError("--runs must be >= 1 and --warmup >= 0")
+    tflites, onnxs = collect_models(export_dir, models)
+
+    from ..checkpoint import default_checkpoint
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    t0 = time.perf_counter()
+    model, ckpt = load_model(ckpt_path)
+    torch_init_ms = (time.perf_counter() - t0) * 1e3
+    _check_same_model(tflites, ckpt, ckpt_path)
+    size = _input_size(tflites, ckpt)
+
+    macs = count_macs(model, size)
+    params = sum(p.numel() for p in model.parameters())
+    report = new_report(
+        "host",
+        device=host_description(),
+        model={
+            "name": ckpt["model"]["name"],
+            "checkpoint": str(ckpt_path),
+            "input_size": list(size),
+            "params": params,
+            "macs": macs,
+            "macs_counted": "Conv/ConvTranspose/Linear multiply-adds, batch 1",
+            "files": [str(p) for p in [*tflites, *onnxs]],
+        },
+        runs=runs,
+        warmup=warmup,
+        cpu_peak_gflops={},
+        reference="pytorch",
+    )
+    usable = report["device"]["usable_cpus"] or 1
+    if max(threads) > usable:
+        report["notes"].append(f"{max(threads)} threads asked but only {usable} CPUs usable: those rows oversubscribe")
+    if not tflites and not onnxs:
+        report["notes"].append("no exported models given (--export-dir/--models): PyTorch only")
+    report["notes"].append(
+        "x pytorch = median / PyTorch median at the same threads (< 1 is faster); % peak = 2*MACs/median "
+        "over the measured fp32 matmul peak (int8/fp16 kernels have other peaks)"
+    )
+
+    # Latency does not depend on the pixels (no data-dependent control flow), so a fixed random image will do;
+    # it goes through each runtime's real input path (the sidecar's normalisation/quantization for TFLite).
+    rgb = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    contract = ckpt["input"]
+    x = (rgb.astype(np.float32) / float(contract.get("scale", 255.0)) - np.asarray(contract["mean"], np.float32)) / np.asarray(
+        contract["std"], np.float32
+    )
+    x_nchw = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    labels = {ckpt_path: "pytorch"}
+    labels.update({p: "onnxruntime" if len(onnxs) == 1 else f"onnxruntime {p.stem}" for p in onnxs})
+    variants = {p: str(read_sidecar(p).get("variant") or p.stem) for p in tflites}
+    unique = len(set(variants.values())) == len(variants)
+    labels.update({p: f"tflite {variants[p] if unique else p.stem}" for p in tflites})
+    tasks = [(t, kind, path) for t in threads for kind, path in
+             [("pytorch", ckpt_path), *[("onnxruntime", p) for p in onnxs], *[("tflite", p) for p in tflites]]]
+    from tqdm import tqdm
+
+    previous_threads = torch.get_num_threads()
+    try:
+        peaks: dict[int, float] = {}
+        for t in threads:
+            peaks[t] = cpu_peak_gflops(t)
+            report["cpu_peak_gflops"][str(t)] = round(peaks[t], 1)
+        bar = tqdm(tasks, desc="bench host", unit="run", disable=not progress)
+        for order, (t, kind, path) in enumerate(bar):
+            bar.set_postfix_str(f"{path.name} x{t}")
+            row = _measure(kind, path, labels[path], t, runs, warmup, model, torch_init_ms, x_nchw, rgb)
+            row["order"] = order
+            if row["status"] == "ok" and row["median_ms"]:
+                row["gflops"] = round(2 * macs / (row["median_ms"] / 1e3) / 1e9, 2)
+                row["peak_fraction"] = round(row["gflops"] / peaks[t], 4)
+            report["results"].append(row)
+            if out_dir is not None:
+                save_report(report, out_dir)
+        bar.close()
+    finally:
+        torch.set_num_threads(previous_threads)
+    report["complete"] = True
+    if out_dir is not None:
+        save_report(report, out_dir)
+        plot_report(report, Path(out_dir) / f"{report_stem(report)}.png")
+    return report
+
+
+def _measure(kind: str, path: Path, label: str, threads: int, runs: int, warmup: int, model: nn.Module,
+             torch_init_ms: float, x_nchw: np.ndarray, rgb: np.ndarray) -> dict:
+    row = {"label": label, "runtime": kind, "file": path.name, "threads": threads, "delegate": "cpu", "status": "ok", "error": None,
+           "size_mb": round(path.stat().st_size / 1e6, 3), "is_reference": kind == "pytorch"}
+    try:
+        if kind == "pytorch":
+            row["variant"] = "eager"
+            torch.set_num_threads(threads)
+            xt = torch.from_numpy(x_nchw)
+
+            def call() -> object:
+                with torch.no_grad():
+                    return model(xt)
+
+            row["init_ms"] = round(torch_init_ms, 2)  # checkpoint read + model build, once
+        elif kind == "onnxruntime":
+            import onnxruntime as ort
+
+            row["variant"] = "fp32"
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            t0 = time.perf_counter()
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            row["init_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
+            inp = session.get_inputs()[0]
+            if list(inp.shape) != list(x_nchw.shape):
+                raise BenchError(f"ONNX input is {inp.shape}, the other models take {list(x_nchw.shape)}")
+            feed = {inp.name: x_nchw}
+
+            def call() -> object:
+                return session.run(None, feed)
+
+        else:
+            t0 = time.perf_counter()
+            tfl = TFLiteModel(path, num_threads=threads, check_sha256=False)
+            row["init_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
+            row.update(variant=tfl.variant, delegate="xnnpack")
+            tensor = tfl.preprocess(rgb)
+            index = tfl.input_details["index"]
+            interpreter = tfl.interpreter
+
+            def call() -> object:
+                interpreter.set_tensor(index, tensor)
+                interpreter.invoke()
+                return None
+
+        row.update(time_calls(call, runs, warmup))
+    except (BenchError, TFLiteModelError, RuntimeError, ValueError, OSError) as exc:
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    return row

@@ -1,0 +1,230 @@
+"""The bench report, shared by the host and the adb path: one JSON, one table, one bar chart.
+
+    report = new_report("host", device={...}, model={...}, runs=50, warmup=5)
+    report["results"].append(row)          # one row per runtime/variant x delegate x threads
+    save_report(report, out_dir)           # bench_<kind>.json (atomic), rewritten after every row
+    print(format_table(report)); plot_report(report, out_dir / "bench_host.png")
+
+A row (every time in ms; None where a runtime does not tell):
+    {"label": "tflite int8", "runtime": "tflite", "variant": "int8", "delegate": "xnnpack",
+     "file": "model_int8.tflite", "threads": 2, "status": "ok" | "failed", "error": None,
+     "median_ms", "p90_ms", "mean_ms", "min_ms", "first_ms", "init_ms", "size_mb", "memory_mb",
+     "is_reference": bool, "vs_reference": median / the reference's median at the same threads,
+     "gflops": achieved GFLOP/s, "peak_fraction": gflops / the CPU's measured fp32 peak, "details": {...}}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT = "facesegtool-bench"
+VERSION = 1
+
+
+def new_report(kind: str, device: dict, model: dict, runs: int, warmup: int, **extra) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "model": model,
+        "runs": runs,
+        "warmup": warmup,
+        **extra,
+        "results": [],
+        "notes": [],
+        "complete": False,
+        "error": None,
+    }
+
+
+def row_time(row: dict) -> float | None:
+    """The headline latency of a row: the median when known, else the mean (benchmark_model's avg)."""
+    return row.get("median_ms") if row.get("median_ms") is not None else row.get("mean_ms")
+
+
+def add_ratios(report: dict) -> None:
+    """vs_reference for every row: its latency over the reference row's at the same thread count."""
+    refs = {r["threads"]: row_time(r) for r in report["results"] if r.get("is_reference") and r["status"] == "ok"}
+    for r in report["results"]:
+        ref, t = refs.get(r["threads"]), row_time(r)
+        r["vs_reference"] = round(t / ref, 3) if ref and t is not None and r["status"] == "ok" else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_stem(report: dict) -> str:
+    serial = report["device"].get("serial")
+    return f"bench_{report['kind']}" + (f"_{_safe(serial)}" if serial else "")
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def save_report(report: dict, out_dir: str | Path) -> Path:
+    """Write <out_dir>/bench_<kind>[_<serial>].json atomically; called after every measured row."""
+    add_ratios(report)
+    path = Path(out_dir) / f"{report_stem(report)}.json"
+    _atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
+    return path
+
+
+def load_report(path: str | Path) -> dict:
+    report = json.loads(Path(path).read_text())
+    if report.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a facesegtool bench report")
+    return report
+
+
+def describe_device(report: dict) -> str:
+    d = report["device"]
+    if report["kind"] == "adb":
+        return (
+            f"{d.get('model', '?')} ({d.get('serial', '?')}), Android {d.get('android', '?')} "
+            f"(SDK {d.get('sdk', '?')}), {d.get('abi', '?')}, benchmark_model"
+        )
+    return f"{d.get('cpu', '?')}, {d.get('logical_cpus', '?')} logical CPUs, {d.get('system', '?')}"
+
+
+def describe_model(report: dict) -> str:
+    m = report["model"]
+    size = m.get("input_size")
+    parts = [str(m.get("name", "?"))]
+    if size:
+        parts.append(f"{size[0]}x{size[1]} input")
+    if m.get("macs"):
+        parts.append(f"{m['macs'] / 1e9:.3f} GMACs ({m.get('macs_counted', 'conv/linear')})")
+    return ", ".join(parts)
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown pipe table, padded so that it also reads well in a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def format_table(report: dict) -> str:
+    """The results as a table, with the device and model above it and the notes below."""
+    add_ratios(report)
+    host = report["kind"] == "host"
+    ref = next((r["label"] for r in report["results"] if r.get("is_reference")), "reference")
+    if host:
+        header = ["runtime", "threads", "median ms", "p90 ms", "first ms", "init ms", "size MB",
+                  f"x {ref}", "GFLOP/s", "% peak"]
+    else:
+        header = ["model", "delegate", "threads", "avg ms", "median ms", "p95 ms", "first ms", "init ms",
+                  "mem MB", f"x {ref}", "status"]
+    rows = []
+    for r in sorted(report["results"], key=lambda r: (r["threads"], r.get("order", 0))):
+        if host:
+            rows.append([
+                r["label"], r["threads"], _fmt(r.get("median_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("first_ms")),
+                _fmt(r.get("init_ms"), ".1f"), _fmt(r.get("size_mb")), _fmt(r.get("vs_reference")),
+                _fmt(r.get("gflops"), ".1f"),
+                _fmt(None if r.get("peak_fraction") is None else 100 * r["peak_fraction"], ".1f"),
+            ] if r["status"] == "ok" else [r["label"], r["threads"], "failed: " + str(r.get("error"))] + [""] * 7)
+        else:
+            rows.append([
+                r["label"], r.get("delegate", "-"), r["threads"], _fmt(r.get("mean_ms")), _fmt(r.get("median_ms")),
+                _fmt(r.get("p95_ms")), _fmt(r.get("first_ms")), _fmt(r.get("init_ms"), ".1f"),
+                _fmt(r.get("memory_mb"), ".1f"), _fmt(r.get("vs_reference")),
+                "ok" if r["status"] == "ok" else "FAILED",
+            ])
+    lines = [f"device: {describe_device(report)}", f"model:  {describe_model(report)}"]
+    peaks = report.get("cpu_peak_gflops")
+    if peaks:
+        lines.append("CPU fp32 matmul peak (measured): " + ", ".join(f"{t} thr {g:.1f} GFLOP/s" for t, g in peaks.items()))
+    lines += ["", _table(header, rows)]
+    for r in report["results"]:
+        details = r.get("details") or {}
+        where = f"{r['label']} [{r.get('delegate', '')} {r['threads']} thr]"
+        if r["status"] != "ok":
+            lines.append(f"! {where}: {r.get('error')}")
+        if details.get("not_delegated"):
+            ops = ", ".join(f"{o['node_type']} x{o['count']}" for o in details["not_delegated"])
+            lines.append(f"- {where}: ops not delegated: {ops}")
+        if details.get("unsupported_ops"):
+            lines.append(f"- {where}: delegate refused: {'; '.join(details['unsupported_ops'][:8])}"
+                         + (" ..." if len(details["unsupported_ops"]) > 8 else ""))
+    lines += [f"- {n}" for n in report.get("notes", [])]
+    if report.get("error"):
+        lines.append(f"! stopped early: {report['error']}")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict, path: str | Path) -> Path:
+    """Horizontal bars: latency per runtime/variant, one bar per thread count; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    add_ratios(report)
+    path = Path(path)
+    ok = [r for r in report["results"] if r["status"] == "ok" and row_time(r) is not None]
+    labels = list(dict.fromkeys(r["label"] + (f" / {r['delegate']}" if report["kind"] == "adb" else "") for r in ok))
+    threads = sorted({r["threads"] for r in ok})
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.55 * max(1, len(labels)) * max(1, len(threads)) ** 0.5))
+    height = 0.8 / max(1, len(threads))
+    y = np.arange(len(labels))
+    for i, t in enumerate(threads):
+        values, errs = np.full(len(labels), np.nan), np.zeros((2, len(labels)))
+        for r in ok:
+            if r["threads"] != t:
+                continue
+            j = labels.index(r["label"] + (f" / {r['delegate']}" if report["kind"] == "adb" else ""))
+            values[j] = row_time(r)
+            upper = r.get("p90_ms") or r.get("p95_ms")
+            if upper is not None:
+                errs[1, j] = max(0.0, upper - values[j])
+        bars = ax.barh(y + (i - (len(threads) - 1) / 2) * height, values, height, xerr=errs,
+                       label=f"{t} thread{'s' if t > 1 else ''}", capsize=2)
+        for bar, v in zip(bars, values):
+            if np.isfinite(v):
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    what = "median (whisker: p90)" if report["kind"] == "host" else "average (whisker: p95 when printed)"
+    ax.set_xlabel(f"latency per image, ms — {what}")
+    ax.set_title(f"{describe_model(report)}\n{describe_device(report)}", fontsize=9)
+    if threads:
+        ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,214 @@
+"""`data prepare`: one or more sources -> one cached, resized 11-class set with a manifest.
+
+Output (see the project brief): PREPARED_DIR/{manifest.json, images/<name>.png (RGB),
+masks/<name>.png (class ids, 255 = ignore)}. Everything is written into a temporary folder
+beside PREPARED_DIR and renamed into place at the end, so an interrupted run leaves nothing.
+
+Split, first rule that applies per sample:
+  1. the source's own split file (train.txt / val.txt)                      -> "source-file"
+  2. its subject, when the source says who is who: hash of the subject      -> "subject"
+     (so one person never lands on both sides)
+  3. a stable hash of the file name: SHA-1(name) / 2**64 < val_fraction -> val  -> "name-hash"
+
+Resize: a non-square picture is first padded to a square (image black, mask ignore, so the pad
+teaches nothing), then image INTER_AREA (shrink) / INTER_LINEAR (grow), mask nearest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..labels import CLASSES, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
+from .source import BadSampleError, DataSourceError, Source, stable_fraction
+
+MANIFEST_FORMAT, MANIFEST_VERSION = "facesegtool-prepared", 1
+SPLITS = ("train", "val")
+
+
+def assign_split(name: str, own: str | None, subject: str | None, val_fraction: float) -> tuple[str, str]:
+    """(split, rule) for one sample; see the module docstring."""
+    if own is not None:
+        return own, "source-file"
+    if subject is not None:
+        return ("val" if stable_fraction(f"subject:{subject}") < val_fraction else "train"), "subject"
+    return ("val" if stable_fraction(name) < val_fraction else "train"), "name-hash"
+
+
+def fit_square(rgb: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to a square (image black, mask ignore), then resize to size x size."""
+    h, w = mask.shape
+    if h != w:
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        pad = ((top, side - h - top), (left, side - w - left))
+        rgb = np.pad(rgb, pad + ((0, 0),), constant_values=0)
+        mask = np.pad(mask, pad, constant_values=IGNORE_INDEX)
+    if mask.shape[0] != size:
+        shrink = mask.shape[0] > size
+        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+    return rgb, mask
+
+
+def class_weights(train_pixels: Sequence[int]) -> dict[str, list[float]]:
+    """The three weight schemes, in CLASSES order.
+
+    proportional: w_c = 1 / f_c with f_c the class's share of labelled training pixels, divided by
+    the geometric mean of those w_c so the typical class weighs 1. A class with no training pixels
+    (e.g. beard in CelebAMask-HQ) has no frequency: it is left out of the geometric mean and given
+    the largest weight of the classes that do occur (treated as the rarest class), so the vector
+    stays finite and such pixels, if another source brings them, still count as rare.
+    """
+    counts = np.asarray(train_pixels, dtype=np.float64)
+    seen = counts > 0
+    proportional = np.ones(NUM_CLASSES)
+    if seen.any():
+        inverse = counts[seen].sum() / counts[seen]
+        inverse /= np.exp(np.log(inverse).mean())
+        proportional[seen] = inverse
+        proportional[~seen] = inverse.max()
+    return {
+        "equal": [1.0] * NUM_CLASSES,
+        "empirical": [float(w) for w in EMPIRICAL_WEIGHTS],
+        "proportional": [round(float(w), 6) for w in proportional],
+    }
+
+
+def prepare(
+    sources: Sequence[Source],
+    out_dir: str | Path,
+    size: int = 256,
+    skip_bad: bool = False,
+    val_fraction: float = 0.1,
+    progress: bool = True,
+) -> dict:
+    """Write the prepared set to out_dir (atomically) and return its manifest.
+
+    Raises DataSourceError (a source is empty or unusable) or BadSampleError (one sample is bad and
+    skip_bad is off). With skip_bad, bad samples are listed in manifest["skipped"]. An existing
+    out_dir is replaced only if it is itself a prepared set; anything else there is refused.
+    """
+    out_dir = Path(out_dir)
+    if not sources:
+        raise DataSourceError("no sources given (use --celebamask, --celebamask-parts or --mut1ny)")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if size < 8:
+        raise ValueError(f"size must be at least 8 px, got {size}")
+    _check_replaceable(out_dir)
+
+    listed = []
+    for source in sources:
+        samples = source.samples()
+        if not samples:
+            raise DataSourceError(f"{source.root}: no images found ({source.kind} source)")
+        listed.append((source, samples))
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        manifest = _write_all(listed, tmp, size, skip_bad, val_fraction, progress)
+        _replace_dir(tmp, out_dir)
+    except BaseException:  # KeyboardInterrupt included: nothing partial stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_all(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float, progress: bool) -> dict:
+    (tmp / "images").mkdir()
+    (tmp / "masks").mkdir()
+    items, skipped, used = [], [], set()
+    pixels = {s: np.zeros(NUM_CLASSES, np.int64) for s in SPLITS}
+    ignored = dict.fromkeys(SPLITS, 0)
+    sources_out = []
+    total = sum(len(samples) for _, samples in listed)
+    bar = tqdm(total=total, desc="prepare", unit="img", disable=not progress)
+    for index, (source, samples) in enumerate(listed):
+        counters: dict[str, int] = {}
+        for sample in samples:
+            bar.update()
+            try:
+                rgb, mask, found = source.load(sample)
+            except BadSampleError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append({"file": exc.file, "reason": exc.reason, "source": source.kind})
+                continue
+            for key, value in found.items():
+                counters[key] = counters.get(key, 0) + int(value)
+            rgb, mask = fit_square(rgb, mask, size)
+            name = sample.name if sample.name not in used else f"{source.kind}{index}-{sample.name}"
+            used.add(name)
+            split, rule = assign_split(sample.name, sample.split, sample.subject, val_fraction)
+            Image.fromarray(rgb, "RGB").save(tmp / "images" / f"{name}.png", compress_level=1)
+            Image.fromarray(mask, "L").save(tmp / "masks" / f"{name}.png", compress_level=1)
+            hist = np.bincount(mask.ravel(), minlength=256)
+            pixels[split] += hist[:NUM_CLASSES]
+            ignored[split] += int(hist[IGNORE_INDEX])
+            items.append(
+                {
+                    "name": name,
+                    "split": split,
+                    "source": source.kind,
+                    "subject": sample.subject,
+                    "split_by": rule,
+                    "file": str(sample.image),
+                }
+            )
+        sources_out.append({**source.describe(), "samples": len(samples), "counters": counters})
+    bar.close()
+    if not items:
+        raise DataSourceError(f"no usable samples: all {len(skipped)} were bad (see the reasons with --skip-bad off)")
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "size": size,
+        "classes": list(CLASSES),
+        "val_fraction": val_fraction,
+        "sources": sources_out,
+        "items": items,
+        "skipped": skipped,
+        "class_pixels": {s: [int(v) for v in pixels[s]] for s in SPLITS},
+        "ignored_pixels": ignored,
+        "absent_train_classes": [c for c, n in zip(CLASSES, pixels["train"]) if n == 0],
+        "weights": class_weights(pixels["train"]),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if not out_dir.exists():
+        return
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        return
+    manifest = out_dir / "manifest.json"
+    try:
+        is_prepared = json.loads(manifest.read_text()).get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, AttributeError):
+        is_prepared = False
+    if not is_prepared:
+        raise DataSourceError(f"{out_dir}: exists and is not a prepared set; refusing to overwrite it")
+
+
+def _replace_dir(new: Path, out_dir: Path) -> None:
+    """Put new at out_dir; an old prepared set is moved aside first and removed after."""
+    os.chmod(new, 0o755)  # mkdtemp makes it owner-only
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "set")
+    os.replace(new, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""Beauty effects and the translucent overlay, from a class mask on an RGB uint8 image.
+
+Pure numpy integer arithmetic, so that the Java port in android_demo/core
+(com.facesegtool.core.Effects) gives the same pixels; golden files prove it. Rules both sides
+follow exactly:
+
+* strength: alpha in [0, 1] becomes an integer a = floor(alpha * 256 + 0.5) in 0..256;
+  blend(src, dst) = (src * (256 - a) + dst * a + 128) >> 8.
+* luma Y = (77 R + 150 G + 29 B + 128) >> 8 (BT.601 weights in 8-bit fixed point).
+* hair / lips: recolour keeping the shading: dst = clamp(colour + (Y - Y(colour)), 0, 255).
+* brows: darken by a multiply blend: dst = (src * colour + 127) // 255.
+* smooth: face pixels get the mean of the face pixels in their (2r+1)^2 box (only face pixels
+  count, so the filter never mixes in eyes, brows, lips or hair: it is edge-preserving at the
+  parts' borders); the mean is rounded as (sum + n // 2) // n.
+* overlay: every non-background pixel is blended with its class's palette colour.
+
+Effects touch disjoint classes, so their order does not matter. Class indices are found by
+name ("hair", "lips", "eyebrows", "face", "background"), so a model with other classes works
+as long as it names them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from .labels import CLASSES, PALETTE
+
+# Defaults when an effect is asked for without a value (e.g. --effect smooth,brows).
+DEFAULT_HAIR = (128, 64, 192)
+DEFAULT_LIPS = (192, 32, 64)
+DEFAULT_BROWS = (80, 56, 48)
+DEFAULT_SMOOTH = 3  # box radius in pixels at the model's input resolution (256 px face)
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Which effects to apply. Colours are RGB; smooth is a box radius in pixels (0 = off)."""
+
+    hair: tuple[int, int, int] | None = None
+    lips: tuple[int, int, int] | None = None
+    brows: tuple[int, int, int] | None = None
+    smooth: int = 0
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.hair, self.lips, self.brows)) or self.smooth > 0
+
+    def scaled(self, factor: float) -> "Effects":
+        """The same effects for an image `factor` times the model's resolution (smoothing radius scales)."""
+        if self.smooth <= 0:
+            return self
+        return replace(self, smooth=max(1, int(math.floor(self.smooth * factor + 0.5))))
+
+
+DEFAULT_EFFECTS = Effects(hair=DEFAULT_HAIR, lips=DEFAULT_LIPS, brows=DEFAULT_BROWS, smooth=DEFAULT_SMOOTH)
+NO_EFFECTS = Effects()
+
+_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'#RRGGBB' (or 'RRGGBB') -> (r, g, b)."""
+    m = _COLOUR.match(text.strip())
+    if not m:
+        raise ValueError(f"bad colour {text!r}: use #RRGGBB, e.g. #8040C0")
+    v = int(m.group(1), 16)
+    return (v >> 16) & 255, (v >> 8) & 255, v & 255
+
+
+def parse_effects(spec: str | None) -> Effects:
+    """'hair=#8040C0,lips=#C02040,brows,smooth=4' -> Effects. A key without a value takes its
+    default; 'none' turns every effect off; None or '' means the defaults for all four."""
+    if spec is None or not spec.strip():
+        return DEFAULT_EFFECTS
+    if spec.strip().lower() == "none":
+        return NO_EFFECTS
+    values: dict = {}
+    for item in spec.split(","):
+        key, _, value = item.strip().partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if key in ("hair", "lips", "brows"):
+            default = {"hair": DEFAULT_HAIR, "lips": DEFAULT_LIPS, "brows": DEFAULT_BROWS}[key]
+            values[key] = parse_colour(value) if value else default
+        elif key == "smooth":
+            try:
+                radius = int(value) if value else DEFAULT_SMOOTH
+            except ValueError:
+                raise ValueError(f"bad smooth radius {value!r}: an integer number of pixels, e.g. smooth=3") from None
+            if not 0 <= radius <= 64:
+                raise ValueError(f"smooth radius {radius} out of range 0..64")
+            values["smooth"] = radius
+        else:
+            raise ValueError(f"unknown effect {key!r} in {spec!r}; known: hair, lips, brows, smooth (or none)")
+    return Effects(**values)
+
+
+def strength(alpha: float) -> int:
+    """alpha in [0, 1] -> the integer blend weight 0..256 both implementations use."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha {alpha} out of range [0, 1]")
+    return int(math.floor(alpha * 256 + 0.5))
+
+
+def blend(src: np.ndarray, dst: np.ndarray, a: int) -> np.ndarray:
+    """Integer alpha blend of uint8-valued arrays with weight a/256 on dst."""
+    src = src.astype(np.int32)
+    return ((src * (256 - a) + dst.astype(np.int32) * a + 128) >> 8).astype(np.uint8)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """... x 3 -> ... int32 luma, 8-bit fixed point BT.601."""
+    rgb = np.asarray(rgb, dtype=np.int32)
+    return (77 * rgb[..., 0] + 150 * rgb[..., 1] + 29 * rgb[..., 2] + 128) >> 8
+
+
+def recolour(pixels: np.ndarray, colour: Sequence[int]) -> np.ndarray:
+    """N x 3 pixels -> the colour, shifted by each pixel's luma offset from the colour's luma (keeps shading)."""
+    c = np.asarray(colour, dtype=np.int32)
+    shift = luma(pixels) - int(luma(c))
+    return np.clip(c[None, :] + shift[:, None], 0, 255).astype(np.uint8)
+
+
+def darken(pixels: np.ndarray, colour: Sequence[int]) -> np.ndarray:
+    """N x 3 pixels -> multiply blend with a dark colour."""
+    c = np.asarray(colour, dtype=np.int32)
+    return ((pixels.astype(np.int32) * c[None, :] + 127) // 255).astype(np.uint8)
+
+
+def smooth_region(image: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
+    """HxWx3 uint8 -> a copy where every region pixel is the rounded mean of the region pixels in its
+    (2r+1)^2 box (clipped at the image border). Pixels outside the region are unchanged."""
+    out = image.copy()
+    if radius <= 0 or not region.any():
+        return out
+    ys, xs = np.nonzero(region)
+    # Work on the region's bounding box (plus the radius): pixels outside it never contribute.
+    y0, y1 = max(0, ys.min() - radius), min(image.shape[0], ys.max() + radius + 1)
+    x0, x1 = max(0, xs.min() - radius), min(image.shape[1], xs.max() + radius + 1)
+    sub = image[y0:y1, x0:x1].astype(np.int64)
+    m = region[y0:y1, x0:x1].astype(np.int64)
+    h, w = m.shape
+    # Summed-area tables with a zero row/column in front: box sums in four lookups.
+    vals = np.concatenate([sub * m[..., None], m[..., None]], axis=2)
+    sat = np.zeros((h + 1, w + 1, 4), dtype=np.int64)
+    sat[1:, 1:] = vals.cumsum(0).cumsum(1)
+    yy, xx = np.nonzero(m)
+    top, bottom = np.maximum(yy - radius, 0), np.minimum(yy + radius + 1, h)
+    left, right = np.maximum(xx - radius, 0), np.minimum(xx + radius + 1, w)
+    box = sat[bottom, right] - sat[top, right] - sat[bottom, left] + sat[top, left]
+    n = box[:, 3:4]  # >= 1: the pixel itself is in the region
+    mean = (box[:, :3] + n // 2) // n
+    out[y0 + yy, x0 + xx] = mean.astype(np.uint8)
+    return out
+
+
+def _index(classes: Sequence[str], name: str) -> int | None:
+    return list(classes).index(name) if name in classes else None
+
+
+def apply_effects(
+    image: np.ndarray,
+    mask: np.ndarray,
+    effects: Effects,
+    alpha: float = 0.5,
+    classes: Sequence[str] = CLASSES,
+) -> np.ndarray:
+    """HxWx3 uint8 RGB + HxW class mask -> the image with the effects blended in at strength alpha."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    a = strength(alpha)
+    out = image.copy()
+    face = _index(classes, "face")
+    if effects.smooth > 0 and face is not None:
+        region = mask == face
+        smoothed = smooth_region(image, region, effects.smooth)
+        out[region] = blend(image[region], smoothed[region], a)
+    for name, colour, fn in (
+        ("hair", effects.hair, recolour),
+        ("lips", effects.lips, recolour),
+        ("eyebrows", effects.brows, darken),
+    ):
+        idx = _index(classes, name)
+        if colour is None or idx is None:
+            continue
+        region = mask == idx
+        px = image[region]
+        out[region] = blend(px, fn(px, colour), a)
+    return out
+
+
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    alpha: float = 0.5,
+    palette: np.ndarray = PALETTE,
+    classes: Sequence[str] = CLASSES,
+) -> np.ndarray:
+    """Translucent palette overlay: non-background pixels blended with their class colour."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    palette = np.asarray(palette, dtype=np.uint8)
+    valid = mask < len(palette)
+    bg = _index(classes, "background")
+    if bg is not None:
+        valid &= mask != bg
+    out = image.copy()
+    out[valid] = blend(image[valid], palette[mask[valid]], strength(alpha))
+    return out
+
+
+def colour_mask(mask: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """HxW class mask -> HxWx3 palette picture (classes beyond the palette grey)."""
+    palette = np.asarray(palette, dtype=np.uint8)
+    lut = np.full((256, 3), 128, dtype=np.uint8)
+    lut[: len(palette)] = palette
+    return lut[mask]
+
+
+def resize_mask_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize sampling pixel centres: source index ((2 i + 1) * n_src) // (2 n_dst)."""
+    sh, sw = mask.shape
+    rows = ((2 * np.arange(height) + 1) * sh) // (2 * height)
+    cols = ((2 * np.arange(width) + 1) * sw) // (2 * width)
+    return mask[rows[:, None], cols[None, :]]

@@ -1,0 +1,227 @@
+"""int8 calibration data: face crops prepared exactly as training prepares inputs.
+
+Two jobs:
+- `calibration_array` reads a folder of face crops (default: the repo's calibration/),
+  resizes each to the model size as training does, converts to RGB and normalises it with
+  the checkpoint's input contract, giving the NHWC float32 array onnx2tf / the TFLite
+  converter calibrate on;
+- `build_calibration_set` makes such a folder from ordinary photos: detects faces with
+  OpenCV's bundled Haar cascade, crops each with a margin, squares and resizes it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..checkpoint import REPO_ROOT
+
+CALIBRATION_DIR = REPO_ROOT / "calibration"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class CalibrationError(ValueError):
+    """No usable calibration images (the message names the folder and what to do)."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CalibrationError(f"calibration folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def resize_like_training(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Same resize as FaceParsingDataset.read: area when shrinking, bilinear when enlarging."""
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    shrink = rgb.shape[0] > size
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def normalize(rgb: np.ndarray, contract: dict) -> np.ndarray:
+    """RGB uint8 (... x H x W x 3) -> float32 (x / scale - mean) / std, per the input contract."""
+    mean = np.asarray(contract["mean"], dtype=np.float32)
+    std = np.asarray(contract["std"], dtype=np.float32)
+    return ((rgb.astype(np.float32) / np.float32(contract["scale"]) - mean) / std).astype(np.float32)
+
+
+def load_calibration_images(folder: str | Path | None, size: int, num: int | None = None) -> np.ndarray:
+    """Up to `num` face crops from `folder` as RGB uint8 N x size x size x 3 (evenly spread over the sorted files).
+
+    Unreadable files are skipped; a folder with no readable image raises CalibrationError.
+    """
+    folder = Path(folder) if folder is not None else CALIBRATION_DIR
+    paths = list_images(folder)
+    if num is not None and 0 < num < len(paths):
+        # Even spread, not the first N: consecutive files often come from one source/photo.
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, num).round().astype(int)]
+    images = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None and min(bgr.shape[:2]) >= 8:
+            images.append(resize_like_training(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+    if not images:
+        raise CalibrationError(
+            f"no usable image in calibration folder {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            "give a folder of face crops with --calibration, or make one with "
+            "`facesegtool calibration build --from PHOTOS_DIR --out DIR`"
+        )
+    return np.stack(images)
+
+
+def calibration_array(
+    folder: str | Path | None, contract: dict, num: int | None = None, baked_normalization: bool = False
+) -> np.ndarray:
+    """NHWC float32 calibration inputs, exactly what the exported model's float input expects.
+
+    With the contract's normalisation baked into the model the input is raw RGB 0..scale, else
+    (x / scale - mean) / std. Either way the values are final: pass mean 0 / std 1 to onnx2tf,
+    which computes (data - mean) / std before calibrating.
+    """
+    rgb = load_calibration_images(folder, int(contract["size"]), num)
+    return rgb.astype(np.float32) if baked_normalization else normalize(rgb, contract)
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array, dtype=np.float32))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- building a calibration set from photos ---------------------------------------------------
+
+
+@dataclass
+class BuildReport:
+    out_dir: Path
+    written: list[Path] = field(default_factory=list)
+    faces_per_photo: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    def summary(self) -> str:
+        photos = sum(1 for n in self.faces_per_photo.values() if n)
+        return (
+            f"{len(self.written)} face crops from {photos} of {len(self.faces_per_photo)} photos -> {self.out_dir}"
+            + (f" ({len(self.skipped)} files skipped)" if self.skipped else "")
+        )
+
+
+def face_detector() -> cv2.CascadeClassifier:
+    """OpenCV's bundled frontal-face Haar cascade: ships inside opencv-python, no download."""
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    detector = cv2.CascadeClassifier(str(path))
+    if detector.empty():
+        raise RuntimeError(f"cannot load OpenCV's face detector {path}")
+    return detector
+
+
+def detect_faces(bgr: np.ndarray, detector: cv2.CascadeClassifier, min_size: int = 48) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) in image pixels, largest first.
+
+    Large photos are searched at <= 1024 px on the long side: the cascade is slow on 4k images and
+    a face smaller than min_size there is too small to be a useful crop anyway.
+    """
+    h, w = bgr.shape[:2]
+    scale = min(1.0, 1024.0 / max(h, w))
+    small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+    gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+    # minNeighbors=6: fewer false faces (patterns in clothes, backgrounds) than the default 3.
+    boxes = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(min_size, min_size))
+    faces = [tuple(int(round(v / scale)) for v in box) for box in (boxes if len(boxes) else [])]
+    return sorted(faces, key=lambda b: b[2] * b[3], reverse=True)
+
+
+def crop_face(bgr: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
+    """Square crop around the box, grown by `margin` x box size on each side, padded black at image edges.
+
+    The Haar box covers brows to mouth; a margin of ~0.4 brings in hair, ears and chin, like
+    the CelebA-HQ crops the models are trained on.
+    """
+    x, y, w, h = box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    half = max(w, h) * (0.5 + margin)
+    x0, y0 = int(round(cx - half)), int(round(cy - half))
+    side = int(round(2 * half))
+    pad = max(0, -x0, -y0, x0 + side - bgr.shape[1], y0 + side - bgr.shape[0])
+    if pad:
+        bgr = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        x0, y0 = x0 + pad, y0 + pad
+    crop = bgr[y0 : y0 + side, x0 : x0 + side]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def _write_image(path: Path, bgr: np.ndarray) -> None:
+    ok, buf = cv2.imencode(path.suffix, bgr, [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix == ".jpg" else [])
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_calibration_set(
+    photos_dir: str | Path,
+    out_dir: str | Path,
+    size: int = 256,
+    margin: float = 0.4,
+    max_faces_per_photo: int = 4,
+    min_face: int = 48,
+    image_format: str = "jpg",
+    progress: bool = True,
+) -> BuildReport:
+    """Detect faces in the photos of `photos_dir`, write square size x size crops to `out_dir`.
+
+    Crops are named <photo stem>_face<k>.<format>, k = 0 for the largest face. Raises
+    CalibrationError when no photo yields a face.
+    """
+    if image_format not in ("jpg", "png"):
+        raise ValueError(f"image_format must be jpg or png, not {image_format!r}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, not {margin}")
+    photos = list_images(photos_dir)
+    if not photos:
+        raise CalibrationError(f"no photos ({', '.join(IMAGE_EXTENSIONS)}) in {photos_dir}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(out_dir=out_dir)
+    detector = face_detector()
+    for photo in tqdm(photos, desc="detecting faces", unit="photo", disable=not progress):
+        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        if bgr is None:
+            report.skipped.append((photo.name, "unreadable image"))
+            continue
+        faces = detect_faces(bgr, detector, min_size=min_face)[:max_faces_per_photo]
+        report.faces_per_photo[photo.name] = len(faces)
+        if not faces:
+            report.skipped.append((photo.name, "no face found"))
+        for k, box in enumerate(faces):
+            target = out_dir / f"{photo.stem}_face{k}.{image_format}"
+            _write_image(target, crop_face(bgr, box, margin, size))
+            report.written.append(target)
+    if not report.written:
+        raise CalibrationError(
+            f"no usable face in the {len(photos)} photos of {photos_dir} "
+            f"(faces must be frontal and at least {min_face} px); use photos with clearly visible faces"
+        )
+    return report

@@ -1,0 +1,104 @@
+"""Runs in a child process (see tflite.py): ONNX -> TensorFlow (onnx2tf) -> the requested TFLite variants.
+
+    python -m facesegtool.export.onnx2tf_worker SPEC.json
+
+A child process because TensorFlow is heavy and process-global (memory, logging, cwd): the CLI
+and the tests stay light, a failed or interrupted conversion is killed cleanly, and onnx2tf
+runs in a private working directory with its PATH set. The spec (written by tflite.py):
+
+    {"onnx": path, "variants": [...], "calibration_npy": path|null, "per_channel": bool,
+     "io_dtype": "float32"|"int8"|"uint8", "baked_normalization": bool,
+     "metadata": {...}, "labels": [...]}
+
+Everything onnx2tf and TensorFlow print goes to the log (fds 1 and 2); this process's original
+stdout carries one JSON line per finished step, which the parent reads for progress:
+    {"step": "tf", "seconds": 40.1}
+    {"variant": "fp32", "file": "...", "seconds": 5.2}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _progress_stream():
+    """Keep the real stdout for progress lines; send fd 1 (all library noise) where stderr goes: the log."""
+    progress = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return progress
+
+
+def main(spec_path: str) -> int:
+    progress = _progress_stream()
+    spec = json.loads(Path(spec_path).read_text())
+    work = Path.cwd()  # the parent's temp dir; onnx2tf reads its sample data file from here
+
+    t = time.time()
+    import numpy as np
+    import onnx2tf
+    import tensorflow as tf
+
+    from facesegtool.export.sidecar import embed_metadata
+
+    onnx_path = Path(spec["onnx"])
+    # onnx2tf builds the NHWC Keras model. Its own TFLite writer is skipped (disable_model_save):
+    # it re-traces the model for every file (~30 s each on a small CPU); tracing once into a
+    # SavedModel and converting that is several times faster and gives the same flatbuffers.
+    model = onnx2tf.convert(
+        input_onnx_file_path=str(onnx_path),
+        disable_model_save=True,
+        # onnx2tf checks its ops on sample input, our face crops in 0..1 (see tflite.py);
+        # "denorm" scales them by 255 when the model takes raw RGB.
+        check_onnx_tf_outputs_sample_data_normalization="denorm" if spec["baked_normalization"] else "norm",
+        verbosity="info",
+    )
+    if model is None:
+        print("onnx2tf returned no model", file=sys.stderr)
+        return 3
+    saved_model = work / "saved_model"
+    module = tf.Module()
+    module.model = model  # tracks the variables
+    module.serve = tf.function(
+        lambda x: model(x), input_signature=[tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, "input")]
+    )
+    tf.saved_model.save(module, str(saved_model), signatures=module.serve.get_concrete_function())
+    progress.write(json.dumps({"step": "tf", "seconds": round(time.time() - t, 2)}) + "\n")
+
+    calib = np.load(spec["calibration_npy"]).astype(np.float32) if spec["calibration_npy"] else None
+
+    def representative_dataset():
+        for i in range(len(calib)):
+            yield [calib[i : i + 1]]
+
+    io_type = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec["io_dtype"]]
+    for variant in spec["variants"]:
+        t = time.time()
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+        # Builtin ops only: the phone runs the plain TFLite runtime, without the Flex (Select TF ops) delegate.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter._experimental_disable_per_channel = not spec["per_channel"]
+        if variant == "fp16":  # float16 weights, float32 compute unless the delegate chooses fp16
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif variant == "dynamic":  # int8 weights, float activations
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif variant == "int8":  # full integer: int8 weights and activations, calibrated on faces
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.representative_dataset = representative_dataset
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
+        path = work / f"{onnx_path.stem}_{variant}.tflite"
+        path.write_bytes(converter.convert())
+        seconds = time.time() - t
+        embed_metadata(path, spec["labels"], spec["metadata"] | {"variant": variant})
+        progress.write(json.dumps({"variant": variant, "file": str(path), "seconds": round(seconds, 2)}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

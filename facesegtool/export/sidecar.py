@@ -1,0 +1,221 @@
+"""The sidecar JSON next to each .tflite, and the labels embedded in the .tflite itself.
+
+The sidecar (<same stem>.json) is what verify, bench, predict and the Android app read:
+
+    {"format": "facesegtool-sidecar", "version": 1, "model": ..., "variant": "fp32|fp16|dynamic|int8",
+     "tflite": "<file name>", "classes": [...], "palette": [[r,g,b], ...],
+     "input":  {"index": 0, "shape": [1,H,W,3], "layout": "NHWC", "channel_order": "RGB",
+                "dtype": ..., "mean": [...], "std": [...], "scale": 255.0,
+                "normalization_baked": bool, "quantization": {"scale": s, "zero_point": z} | null},
+     "output": {"index": 0, "shape": [1,H,W,C], "layout": "NHWC", "dtype": ..., "quantization": ... | null},
+     "source_checkpoint": "...", "sha256": "<of the tflite>",
+     "export": {...how it was made: per-channel, io dtype, calibration...}}
+
+Shapes, dtypes and quantization parameters are read back from the finished .tflite with the
+LiteRT interpreter (tensors selected by index, never by name), so they are what the phone sees.
+onnx2tf writes NHWC: the input is 1 x H x W x 3 and the logits 1 x H x W x C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "facesegtool-sidecar"
+VERSION = 1
+VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+METADATA_NAME = "facesegtool"  # name of our entry in the .tflite's metadata table
+LABELS_FILE = "labels.txt"  # associated file, as TFLite Support / ML Kit name it
+
+
+class SidecarError(ValueError):
+    pass
+
+
+def sidecar_path(tflite: str | Path) -> Path:
+    return Path(tflite).with_suffix(".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _quantization(detail: dict) -> dict | None:
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", []))
+    zero_points = np.asarray(params.get("zero_points", []))
+    if scales.size == 0 or not np.any(scales):
+        return None  # float tensor
+    if scales.size > 1:  # per-axis (never the case for model inputs/outputs, kept explicit)
+        return {"scale": scales.tolist(), "zero_point": zero_points.tolist(), "axis": params.get("quantized_dimension")}
+    return {"scale": float(scales[0]), "zero_point": int(zero_points[0])}
+
+
+def tensor_details(tflite: str | Path) -> tuple[dict, dict]:
+    """(input, output) details of a .tflite: index, shape, dtype name, quantization (or None)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_path=str(tflite))
+    except Exception as exc:
+        raise SidecarError(f"{tflite}: not a loadable TFLite model: {exc}") from exc
+    result = []
+    for detail in (interpreter.get_input_details()[0], interpreter.get_output_details()[0]):
+        result.append(
+            {
+                "index": 0,
+                "shape": [int(v) for v in detail["shape"]],
+                "dtype": np.dtype(detail["dtype"]).name,
+                "quantization": _quantization(detail),
+            }
+        )
+    return result[0], result[1]
+
+
+def make_sidecar(
+    tflite: str | Path,
+    model: str,
+    variant: str,
+    contract: dict,
+    classes: list[str],
+    palette: list[list[int]],
+    normalization_baked: bool,
+    source_checkpoint: str | Path,
+    export_options: dict | None = None,
+) -> dict:
+    if variant not in VARIANTS:
+        raise SidecarError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    tflite = Path(tflite)
+    inp, out = tensor_details(tflite)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model,
+        "variant": variant,
+        "tflite": tflite.name,
+        "classes": list(classes),
+        "palette": [list(map(int, c)) for c in palette],
+        "input": {
+            "index": inp["index"],
+            "shape": inp["shape"],
+            "layout": "NHWC",
+            "channel_order": contract.get("channel_order", "RGB"),
+            "dtype": inp["dtype"],
+            "mean": list(map(float, contract["mean"])),
+            "std": list(map(float, contract["std"])),
+            "scale": float(contract["scale"]),
+            "normalization_baked": bool(normalization_baked),
+            "quantization": inp["quantization"],
+        },
+        "output": {
+            "index": out["index"],
+            "shape": out["shape"],
+            "layout": "NHWC",
+            "dtype": out["dtype"],
+            "quantization": out["quantization"],
+        },
+        "source_checkpoint": str(source_checkpoint),
+        "sha256": sha256_file(tflite),
+        "export": dict(export_options or {}),
+    }
+
+
+def write_sidecar(sidecar: dict, path: str | Path) -> Path:
+    """Atomic write (temp file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; an export is meant to be shared
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(sidecar, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """Read and check a sidecar; accepts the .json or its .tflite."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        path = sidecar_path(path)
+    if not path.is_file():
+        raise SidecarError(f"sidecar not found: {path} (written by `facesegtool export` next to each .tflite)")
+    try:
+        sidecar = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SidecarError(f"{path}: unreadable sidecar: {exc}") from exc
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
+        raise SidecarError(f"{path}: not a facesegtool sidecar (no 'format': '{FORMAT}')")
+    missing = [k for k in ("model", "variant", "tflite", "classes", "input", "output") if k not in sidecar]
+    if missing:
+        raise SidecarError(f"{path}: missing {', '.join(missing)}")
+    return sidecar
+
+
+# --- labels inside the .tflite ------------------------------------------------------------------
+#
+# The TFLite Support metadata writer (tflite_support) does not install with this TF/Python set,
+# so we write the two pieces it would write ourselves, both readable with standard tools:
+# - an entry "facesegtool" in the model's flatbuffer `metadata` table whose buffer is UTF-8 JSON
+#   (classes, palette, input contract), written with TF's own flatbuffer_utils;
+# - labels.txt as an associated file: a zip archive appended to the model, which is how TFLite
+#   Support packs associated files (the interpreter ignores the trailing bytes; Android's
+#   MetadataExtractor or any unzip tool reads them).
+
+
+def embed_metadata(tflite: str | Path, labels: list[str], info: dict) -> None:
+    """Rewrite `tflite` in place with the labels embedded (see above). Needs TensorFlow (worker side)."""
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    tflite = Path(tflite)
+    model = flatbuffer_utils.read_model(str(tflite))
+    buffer = schema_fb.BufferT()
+    buffer.data = np.frombuffer(json.dumps(dict(info, classes=list(labels))).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema_fb.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = list(model.metadata or []) + [entry]
+    flatbuffer_utils.write_model(model, str(tflite))
+    with zipfile.ZipFile(tflite, "a", compression=zipfile.ZIP_STORED) as archive:  # appended after the flatbuffer
+        archive.writestr(LABELS_FILE, "\n".join(labels) + "\n")
+
+
+def read_embedded_labels(tflite: str | Path) -> list[str]:
+    """labels.txt from the zip appended to the .tflite ([] when there is none)."""
+    try:
+        with zipfile.ZipFile(tflite) as archive:
+            return archive.read(LABELS_FILE).decode().splitlines()
+    except (zipfile.BadZipFile, KeyError):
+        return []
+
+
+def read_embedded_metadata(tflite: str | Path) -> dict | None:
+    """Our JSON entry in the .tflite's flatbuffer metadata table (None when absent).
+
+    Reads the flatbuffer with the `flatbuffers` runtime and TF's generated schema, no interpreter.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+
+    data = Path(tflite).read_bytes()
+    model = schema_fb.Model.GetRootAsModel(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() and entry.Name().decode() == METADATA_NAME:
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            return json.loads(raw.tobytes().decode())
+    return None

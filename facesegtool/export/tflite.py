@@ -1,0 +1,190 @@
+"""ONNX -> TFLite with onnx2tf, offline, in a child process and a private working directory.
+
+Offline by construction: onnx2tf fetches a sample-image .npy from GitHub whenever the model
+has one 4-D RGB input, unless a file of that name sits in its working directory, and it
+calibrates int8 on MS-COCO images unless given data. We always run it in a temp dir holding
+that file (made from our own face crops) and always pass our calibration array.
+
+onnx2tf runs `onnxsim` as a subprocess: the child's PATH starts with this interpreter's bin dir.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import facesegtool
+
+from .calibration import save_npy
+from .onnx import INPUT_NAME, onnx_ops
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+IO_DTYPES = ("float32", "int8", "uint8")
+# The file onnx2tf's download_test_image_data() reads from the cwd instead of downloading.
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+ONNX2TF_SAMPLE_SHAPE = (20, 128, 128, 3)
+
+
+class ConversionError(RuntimeError):
+    """onnx2tf / the TFLite converter failed; the message says why and what to do."""
+
+
+@dataclass
+class Converted:
+    variant: str
+    path: Path  # inside the work dir; the caller moves it
+    seconds: float  # SavedModel -> this .tflite
+
+
+@dataclass
+class Conversion:
+    tf_seconds: float  # ONNX -> TensorFlow SavedModel (onnx2tf), shared by all variants
+    variants: dict[str, Converted]
+
+
+def onnx2tf_ops() -> set[str]:
+    """ONNX op types onnx2tf converts: one module per op in onnx2tf/ops (found without importing TF)."""
+    spec = importlib.util.find_spec("onnx2tf")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConversionError("onnx2tf is not installed: pip install onnx2tf==1.29.24")
+    ops_dir = Path(list(spec.submodule_search_locations)[0]) / "ops"
+    return {p.stem for p in ops_dir.glob("*.py") if not p.stem.startswith("_")}
+
+
+def unsupported_ops(onnx_path: str | Path) -> list[str]:
+    return sorted(onnx_ops(onnx_path) - onnx2tf_ops())
+
+
+def write_onnx2tf_sample(faces_rgb: np.ndarray, path: str | Path) -> Path:
+    """onnx2tf's sample file: 20 x 128 x 128 x 3 float32 RGB in 0..1 (here: our face crops, repeated if few)."""
+    import cv2
+
+    n, size = ONNX2TF_SAMPLE_SHAPE[0], ONNX2TF_SAMPLE_SHAPE[1]
+    picks = [faces_rgb[i % len(faces_rgb)] for i in range(n)]
+    small = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in picks])
+    return save_npy(small.astype(np.float32) / 255.0, path)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # The child imports this very package, wherever it was imported from here.
+    env["PYTHONPATH"] = str(Path(facesegtool.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")  # conversion is CPU work; skip GPU probing
+    return env
+
+
+def convert(
+    onnx_path: str | Path,
+    work_dir: str | Path,
+    variants: list[str],
+    calibration: np.ndarray | None,
+    sample_faces: np.ndarray,
+    per_channel: bool = True,
+    io_dtype: str = "int8",
+    baked_normalization: bool = False,
+    labels: list[str] | None = None,
+    metadata: dict | None = None,
+    progress: bool = True,
+) -> Conversion:
+    """Convert `onnx_path` into the requested variants inside `work_dir` (which becomes onnx2tf's cwd).
+
+    calibration: NHWC float32 inputs exactly as the model takes them (required for int8; also fed to
+    onnx2tf's own consistency checks). sample_faces: RGB uint8 face crops for onnx2tf's sample file.
+    Raises ConversionError with the reason; files in work_dir are then the caller's to delete.
+    """
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise ValueError(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
+    if "int8" in variants and calibration is None:
+        raise ValueError("int8 needs calibration data")
+    missing_ops = unsupported_ops(onnx_path)
+    if missing_ops:
+        raise ConversionError(
+            f"onnx2tf cannot convert ONNX op(s) {', '.join(missing_ops)} in {Path(onnx_path).name}; "
+            "replace the layer(s) that produce them in the model with supported ones (see onnx2tf's "
+            "list of supported ops), or export the ONNX with another opset (--opset)"
+        )
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    write_onnx2tf_sample(sample_faces, work / ONNX2TF_SAMPLE_FILE)
+    calib_path = save_npy(calibration, work / "calibration.npy") if calibration is not None else None
+    spec = {
+        "onnx": str(Path(onnx_path).resolve()),
+        "input_name": INPUT_NAME,
+        "variants": list(variants),
+        "calibration_npy": str(calib_path) if calib_path else None,
+        "per_channel": per_channel,
+        "io_dtype": io_dtype,
+        "baked_normalization": baked_normalization,
+        "labels": list(labels or []),
+        "metadata": dict(metadata or {}),
+    }
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    log_path = work / "onnx2tf.log"
+
+    done: dict[str, Converted] = {}
+    tf_seconds = 0.0
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facesegtool.export.onnx2tf_worker", str(spec_path)],
+            cwd=work,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        bar = tqdm(total=len(variants) + 1, desc="ONNX -> TF", unit="step", disable=not progress)
+        try:
+            for line in proc.stdout:  # one JSON line per finished step
+                msg = json.loads(line)
+                if msg.get("step") == "tf":
+                    tf_seconds = msg["seconds"]
+                    bar.set_description("TF -> TFLite")
+                    bar.update(1)
+                elif "variant" in msg:
+                    done[msg["variant"]] = Converted(msg["variant"], Path(msg["file"]), msg["seconds"])
+                    bar.set_postfix_str(msg["variant"])
+                    bar.update(1)
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C or an error here: do not leave a converter running
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            bar.close()
+    if rc != 0 or any(v not in done for v in variants):
+        raise ConversionError(_diagnose(log_path, rc, [v for v in variants if v not in done]))
+    return Conversion(tf_seconds, done)
+
+
+def _diagnose(log_path: Path, rc: int, missing: list[str]) -> str:
+    text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "OP is not yet implemented" in ln:
+            op = ln.split("OP is not yet implemented")[0].split()[-1]
+            return (
+                f"onnx2tf cannot convert ONNX op {op}; replace the layer that produces it in the model "
+                "with a supported one, or export with another opset"
+            )
+    errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln or "error:" in ln]
+    detail = "\n  ".join((errors or lines)[-8:])
+    return (
+        f"TFLite conversion failed (exit code {rc}; not produced: {', '.join(missing)}).\n  {detail}\n"
+        "If an op or layer is named above, change it in the model; otherwise try --per-tensor, "
+        "or a different --io-dtype for int8."
+    )

@@ -1,0 +1,130 @@
+"""Model zoo: each registered model builds at the design's size, runs at 256 px, and exports to ONNX."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn as nn
+from click.testing import CliRunner
+
+from facesegtool.checkpoint import DEFAULT_INPUT
+from facesegtool.cli import main
+from facesegtool.export.tflite import unsupported_ops
+from facesegtool.labels import NUM_CLASSES
+from facesegtool.models import count_parameters, create_model, list_models
+from facesegtool.models.summary import count_macs
+
+# Parameter counts of the design's table (11 classes), in millions.
+DESIGN_PARAMS = {
+    "unet-mobilenetv3-small": 3.6,
+    "unet-mobilenetv3-large": 6.7,
+    "ddrnet23-slim": 5.7,
+    "ddrnet23": 20.1,
+    "regseg": 3.7,
+}
+SMALL_MODELS = ["unet-mobilenetv3-small", "regseg"]  # cheap enough for the extra checks
+
+
+def test_registry_lists_the_design_models():
+    assert set(DESIGN_PARAMS) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_PARAMS))
+def test_parameter_count_matches_design(name):
+    model = create_model(name, num_classes=NUM_CLASSES)
+    millions = count_parameters(model) / 1e6
+    assert abs(millions - DESIGN_PARAMS[name]) <= 0.05 * DESIGN_PARAMS[name], f"{name}: {millions:.3f}M"
+    assert model.input_contract == DEFAULT_INPUT
+
+
+def _export(model: nn.Module, x: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    torch.onnx.export(model, (x,), buf, opset_version=17, dynamo=False, input_names=["input"], output_names=["logits"])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_PARAMS))
+def test_forward_at_256_and_onnx_export_match(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        ref = model(x)
+    assert isinstance(ref, torch.Tensor) and ref.shape == (1, NUM_CLASSES, 256, 256)
+    assert torch.isfinite(ref).all()
+
+    blob = _export(model, x)
+    onnx.checker.check_model(onnx.load_from_string(blob))
+    (tmp_path / "m.onnx").write_bytes(blob)
+    assert unsupported_ops(tmp_path / "m.onnx") == []  # every op has an onnx2tf converter
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    ref = ref.numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    # Same class decision almost everywhere (ties between near-equal logits may flip a few pixels).
+    assert (out.argmax(1) == ref.argmax(1)).mean() > 0.999
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS)
+def test_relu_flag_removes_hard_activations_from_the_export(name):
+    hard = create_model(name, activation="hardswish").eval()
+    soft = create_model(name, activation="relu").eval()
+    assert count_parameters(hard) == count_parameters(soft)  # same architecture, other non-linearities
+    x = torch.randn(1, 3, 64, 64)
+    ops_hard = {n.op_type for n in onnx.load_from_string(_export(hard, x)).graph.node}
+    ops_soft = {n.op_type for n in onnx.load_from_string(_export(soft, x)).graph.node}
+    assert {"HardSwish", "HardSigmoid"} <= ops_hard
+    assert not {"HardSwish", "HardSigmoid"} & ops_soft
+    assert {"Relu", "Sigmoid"} <= ops_soft
+
+
+def test_unknown_activation_is_a_clear_error():
+    with pytest.raises(ValueError, match="activation"):
+        create_model("unet-mobilenetv3-small", activation="gelu")
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS + ["ddrnet23-slim"])
+def test_every_parameter_gets_a_gradient_on_non_square_input(name):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x = torch.randn(2, 3, 96, 160)
+    target = torch.randint(0, NUM_CLASSES, (2, 96, 160))
+    out = model(x)
+    assert out.shape == (2, NUM_CLASSES, 96, 160)
+    nn.functional.cross_entropy(out, target).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not dead, f"parameters without a finite gradient: {dead[:5]}"
+
+
+def test_ddrnet_aux_head_only_in_training():
+    model = create_model("ddrnet23-slim", aux_head=True)
+    x = torch.randn(2, 3, 64, 64)  # batch 2: the global-pool branch's BN needs 2 values in training
+    main_out, aux_out = model.train()(x)
+    assert main_out.shape == aux_out.shape == (2, NUM_CLASSES, 64, 64)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, NUM_CLASSES, 64, 64)
+    # The aux head adds parameters but not to the inference path: without it the state dict is a subset.
+    plain = create_model("ddrnet23-slim")
+    assert set(plain.state_dict()) < set(model.state_dict())
+
+
+def test_count_macs_of_a_single_conv():
+    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    macs = count_macs(nn.Sequential(conv), size=32)
+    assert macs == 8 * 16 * 16 * 3 * 3 * 3
+    depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert count_macs(nn.Sequential(nn.Conv2d(3, 8, 1), depthwise), size=16) == 16 * 16 * 8 * 3 + 16 * 16 * 8 * 9
+
+
+def test_models_command_lists_names_and_counts():
+    result = CliRunner().invoke(main, ["models", "--no-macs"])
+    assert result.exit_code == 0, result.output
+    for name, millions in DESIGN_PARAMS.items():
+        line = next(ln for ln in result.output.splitlines() if ln.split() and ln.split()[0] == name)
+        assert abs(float(line.split()[1].rstrip("M")) - millions) <= 0.05 * millions

@@ -1,0 +1,200 @@
+"""verify: PyTorch vs the exported .tflite files on real shared faces, the gate, the report, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, SMALL_SIZE, require_shared
+
+from facesegtool.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from facesegtool.cli import main
+from facesegtool.tflite_runner import TFLiteModelError
+from facesegtool.verify import VerifyError, open_faces, verify
+
+FACES = 12  # enough for every large class to show up; keeps each run to seconds
+
+
+def _tflite(small_export, variant: str) -> Path:
+    return Path(small_export.variants[variant].tflite)
+
+
+def _copy_model(tflite: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tflite, folder / tflite.name)
+    shutil.copy(tflite.with_suffix(".json"), folder / tflite.with_suffix(".json").name)
+    return folder / tflite.name
+
+
+def test_fp32_and_fp16_pass_with_report(small_checkpoint, small_export, tmp_path):
+    report = tmp_path / "report"
+    result = verify(
+        checkpoint=small_checkpoint,
+        tflite=[_tflite(small_export, "fp32"), _tflite(small_export, "fp16")],
+        data_dir=CELEBAMASK_MINI,
+        limit=FACES,
+        report_dir=report,
+        progress=False,
+    )
+    assert result.passed and result.gate_applied, result.summary()
+    assert len(result.faces) == FACES and result.faces.size == SMALL_SIZE
+    fp32, fp16 = result.models
+    assert (fp32.variant, fp16.variant) == ("fp32", "fp16")
+    # The small model must produce real masks, or a zero drop would mean nothing.
+    assert result.torch.macro_iou > 0.2 and result.torch.present[1:].sum() >= 5
+    assert fp32.agreement.pixel_accuracy >= 0.999 and abs(fp32.drop) <= 0.1
+    assert fp32.logit_max_abs < 1e-2
+    assert fp16.agreement.pixel_accuracy >= 0.99 and abs(fp16.drop) <= 0.5
+    assert fp32.logit_max_abs <= fp16.logit_max_abs  # halving the weights costs precision
+
+    # Report: Markdown with its pictures, and JSON that says the same as the result.
+    md = (report / "report.md").read_text()
+    for name in ("drops.png", f"faces_{fp32.path.stem}.png", f"faces_{fp16.path.stem}.png"):
+        assert (report / name).stat().st_size > 10_000 and f"]({name})" in md
+        with Image.open(report / name) as im:
+            assert im.format == "PNG" and min(im.size) > 300
+    assert "Gate: PASS" in md and fp16.name in md
+    data = json.loads((report / "verify.json").read_text())
+    assert data["passed"] is True and data["data"]["faces"] == FACES
+    assert [m["variant"] for m in data["models"]] == ["fp32", "fp16"]
+    assert data["models"][1]["macro_iou_drop_points"] == pytest.approx(fp16.drop)
+    assert set(data["models"][0]["class_iou_drop_points"]) == set(result.torch.class_names)
+
+
+def test_gate_trips_on_damaged_model(small_checkpoint, tmp_path):
+    """A model exported from perturbed weights fails the gate, and the message names it."""
+    from facesegtool.export import export
+
+    ckpt = read_checkpoint(small_checkpoint)
+    gen = torch.Generator().manual_seed(1)
+    damaged = {
+        k: v + 0.5 * v.std() * torch.randn(v.shape, generator=gen) if v.is_floating_point() and v.ndim == 4 else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    save_checkpoint(dict(ckpt, state_dict=damaged), tmp_path / "damaged.pt")
+    report = export(checkpoint=tmp_path / "damaged.pt", quant="fp32", out_dir=tmp_path / "damaged")
+    bad = Path(report.variants["fp32"].tflite)
+
+    result = verify(checkpoint=small_checkpoint, tflite=[bad], data_dir=CELEBAMASK_MINI, limit=FACES, progress=False)
+    assert not result.passed
+    (model,) = result.models
+    assert model.drop > 1.0 and model.agreement.pixel_accuracy < 0.99
+    assert bad.name in result.failures[0] and "macro IoU drop" in result.failures[0]
+
+    # The CLI exits 1 and names the model; with a class gate the message names classes too.
+    out = CliRunner().invoke(main, ["verify", "--checkpoint", str(small_checkpoint), "--tflite", str(bad),
+                                    "--limit", str(FACES), "--max-class-drop", "0.02", "--json"])
+    assert out.exit_code == 1, out.output
+    assert f"verify failed: {bad.name} (fp32)" in out.stderr
+    flagged = json.loads(out.stdout)["models"][0]["flagged_classes"]
+    assert flagged and all(name in out.stderr for name in flagged)
+
+
+def test_int8_diagnosis_names_layers(small_checkpoint, small_export, tmp_path):
+    int8 = _tflite(small_export, "int8")
+    result = verify(checkpoint=small_checkpoint, tflite=[int8], data_dir=CELEBAMASK_MINI, limit=8,
+                    diagnose=True, report_dir=tmp_path, progress=False)
+    (model,) = result.models
+    d = model.diagnosis
+    assert d and not d.get("error"), d
+    assert d["reference"] == _tflite(small_export, "fp32").name  # found beside the int8 file
+    assert d["matched_tensors"] >= 5
+    layers = d["layers"]
+    assert [x["op_index"] for x in layers] == sorted(x["op_index"] for x in layers)
+    assert all(x["rel_error"] >= 0 for x in layers) and d["output_rel_error"] > 0
+    assert d["first_divergence"]
+    assert {p["op_index"] for p in d["first_divergence"]} <= {x["op_index"] for x in layers}
+    names = {r["name"] for r in d["remedies"]}
+    assert "16-bit activations (int16x8)" in names and any("calibration" in n for n in names)
+    assert (tmp_path / f"diagnosis_{int8.stem}.png").is_file()
+    assert "where int8" in result.summary() or "largest increases" in result.summary()
+
+
+def test_faces_without_masks_report_agreement_only(small_checkpoint, small_export, tmp_path):
+    require_shared(FACES_UNLABELLED)
+    result = verify(checkpoint=small_checkpoint, tflite=[_tflite(small_export, "int8")],
+                    data_dir=FACES_UNLABELLED, limit=6, report_dir=tmp_path, progress=False)
+    assert result.faces.kind == "images" and not result.gate_applied and result.passed
+    (model,) = result.models
+    assert model.tflite is None and model.drop is None
+    assert 0.5 < model.agreement.pixel_accuracy <= 1.0 and model.logit_max_abs > 0
+    assert "no ground truth" in result.summary() and "has no masks" in result.notes[0]
+    assert json.loads((tmp_path / "verify.json").read_text())["gate_applied"] is False
+
+
+def test_prepared_dir_gives_the_same_scores(small_checkpoint, small_export, tmp_path):
+    """A prepared dir (manifest + 11-class PNG masks) scores exactly as the raw CelebAMask folder it came from."""
+    raw = open_faces(CELEBAMASK_MINI, "val", SMALL_SIZE, limit=6)
+    prepared = tmp_path / "prepared"
+    (prepared / "images").mkdir(parents=True)
+    (prepared / "masks").mkdir()
+    items = []
+    for face in raw:
+        Image.fromarray(face.image).save(prepared / "images" / f"{face.name}.png")
+        Image.fromarray(face.mask).save(prepared / "masks" / f"{face.name}.png")
+        items.append({"name": face.name, "split": "val", "source": "celebamask-index", "subject": None})
+    from facesegtool.labels import CLASSES
+
+    (prepared / "manifest.json").write_text(json.dumps(
+        {"format": "facesegtool-prepared", "version": 1, "size": SMALL_SIZE, "classes": list(CLASSES),
+         "sources": [], "items": items, "skipped": []}))
+    kwargs = dict(checkpoint=small_checkpoint, tflite=[_tflite(small_export, "fp32")], progress=False)
+    a = verify(data_dir=CELEBAMASK_MINI, limit=6, **kwargs)
+    b = verify(data_dir=prepared, **kwargs)
+    assert b.faces.kind == "prepared" and len(b.faces) == 6
+    np.testing.assert_array_equal(a.torch.confusion, b.torch.confusion)
+    np.testing.assert_array_equal(a.models[0].tflite.confusion, b.models[0].tflite.confusion)
+
+
+def test_bad_input_gives_clear_errors(small_checkpoint, small_export, tmp_path):
+    fp32 = _tflite(small_export, "fp32")
+    runner = CliRunner()
+
+    # A truncated .tflite (its sidecar intact): the interpreter's ValueError becomes one clear line.
+    corrupt = _copy_model(fp32, tmp_path / "corrupt")
+    corrupt.write_bytes(fp32.read_bytes()[: fp32.stat().st_size // 2])
+    with pytest.raises(TFLiteModelError, match="corrupt or not a .tflite"):
+        verify(checkpoint=small_checkpoint, tflite=[corrupt], limit=2, progress=False)
+    out = runner.invoke(main, ["verify", "--checkpoint", str(small_checkpoint), "--tflite", str(corrupt)])
+    assert out.exit_code == 2 and "corrupt or not a .tflite" in out.stderr and "Traceback" not in out.output
+
+    # A .tflite without its sidecar.
+    lonely = tmp_path / "lonely" / fp32.name
+    lonely.parent.mkdir()
+    shutil.copy(fp32, lonely)
+    with pytest.raises(TFLiteModelError, match="sidecar not found"):
+        verify(checkpoint=small_checkpoint, tflite=[lonely], limit=2, progress=False)
+
+    # A checkpoint whose input contract differs (size and classes) from what the .tflite takes.
+    ckpt = read_checkpoint(small_checkpoint)
+    other = dict(ckpt, input=dict(ckpt["input"], size=2 * SMALL_SIZE))
+    save_checkpoint(other, tmp_path / "other_size.pt")
+    with pytest.raises(VerifyError, match=rf"input {SMALL_SIZE}x{SMALL_SIZE} vs {2 * SMALL_SIZE}x{2 * SMALL_SIZE}"):
+        verify(checkpoint=tmp_path / "other_size.pt", tflite=[fp32], limit=2, progress=False)
+    out = runner.invoke(main, ["verify", "--checkpoint", str(tmp_path / "other_size.pt"), "--tflite", str(fp32)])
+    assert out.exit_code == 2 and "does not match checkpoint" in out.stderr
+
+    # A CelebAMask-style folder whose masks/ lacks some masks.
+    require_shared(CELEBAMASK_MINI)
+    names = (CELEBAMASK_MINI / "val.txt").read_text().split()[:3]
+    partial = tmp_path / "partial"
+    (partial / "images").mkdir(parents=True)
+    (partial / "masks").mkdir()
+    for name in names:
+        shutil.copy(CELEBAMASK_MINI / "images" / f"{name}.jpg", partial / "images")
+    shutil.copy(CELEBAMASK_MINI / "masks" / f"{names[0]}.png", partial / "masks")
+    with pytest.raises(VerifyError, match="no mask for 2 of 3 images"):
+        verify(checkpoint=small_checkpoint, tflite=[fp32], data_dir=partial, progress=False)
+
+    # A folder with no images at all.
+    (tmp_path / "empty").mkdir()
+    out = runner.invoke(main, ["verify", "--checkpoint", str(small_checkpoint), "--tflite", str(fp32),
+                               "--data", str(tmp_path / "empty")])
+    assert out.exit_code == 2 and "no images to verify on" in out.stderr
