@@ -2,7 +2,7 @@
 golden files that prove its plain-Java core computes what the Python code computes.
 
     install_model("exports/default/model_int8.tflite")      # -> android_demo/app/src/main/assets/
-    write_golden_inputs(GOLDEN_DIR, face)                   # image + logits from a real face
+    write_golden_inputs(GOLDEN_DIR, *golden_face(GOLDEN_STEM))  # image + logits from a real face (once)
     write_golden_expectations(GOLDEN_DIR)                   # what Python computes from them
 
 Golden files (android_demo/core/src/test/resources/golden/), plain formats that JUnit reads
@@ -46,6 +46,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the assets are ordinary project files
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -122,6 +123,7 @@ def _read_tensor(path: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
 # --- goldens -----------------------------------------------------------------------------------
 
 GOLDEN_SIZE = 128
+GOLDEN_STEM = "1254fa881fe849a9b5efc25a1288823a"  # celebamask-mini val face showing hair, lips, brows, teeth, ears
 # Effects and strengths the goldens cover (the Java test reads them from cases.json).
 GOLDEN_EFFECTS = Effects(hair=(128, 64, 192), lips=(192, 32, 64), brows=(80, 56, 48), smooth=3)
 GOLDEN_ALPHAS = (0.6, 1.0)

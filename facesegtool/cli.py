@@ -271,11 +271,15 @@ def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads
               help="int8 model's input/output type (float32: float I/O around an integer model).")
 @click.option("--bake-normalization", is_flag=True,
               help="Model takes raw RGB 0..255 and normalises inside (the app feeds camera bytes as they are).")
+@click.option("--int16-activations", is_flag=True,
+              help="int8 with 16-bit activations (int16x8): more accurate, slower; int16 I/O.")
+@click.option("--float-layer", "float_layers", multiple=True, metavar="TENSOR",
+              help="Keep this layer of the int8 model in float (a tensor name `facesegtool verify` reports; repeatable).")
 @click.option("--opset", type=click.IntRange(17, 20), default=17, show_default=True, help="ONNX opset.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the summary (files, sizes, seconds) as JSON here.")
 def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per_tensor, io_dtype,
-               bake_normalization, opset, json_path) -> None:
+               bake_normalization, int16_activations, float_layers, opset, json_path) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, fp16, dynamic-range, full-integer int8).
 
     Each .tflite gets a sidecar JSON (labels, palette, input contract, NHWC layout, quantization of
@@ -297,7 +301,8 @@ def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per
         variants = parse_quant(quant)
         report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
                         num_calib=num_calib, size=size, per_channel=not per_tensor, io_dtype=io_dtype,
-                        bake_normalization=bake_normalization, opset=opset)
+                        bake_normalization=bake_normalization, int16_activations=int16_activations,
+                        float_layers=list(float_layers), opset=opset)
     except (CheckpointError, CalibrationError, ConversionError, ExportError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -379,9 +384,9 @@ def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_cl
 
     \b
     Examples:
-      facesegtool verify --export-dir exports --report reports/verify
-      facesegtool verify --tflite exports/model_int8.tflite --max-drop 0.005 --max-class-drop 0.02
-      facesegtool verify --data ../shared/data/faces-unlabelled/celebahq --json
+      facesegtool verify --report reports/verify          # exports/default vs the shipped model
+      facesegtool verify --tflite exports/default/*_int8.tflite --max-drop 0.005 --max-class-drop 0.02
+      facesegtool verify --data ../shared/data/faces-unlabelled/celebahq --json   # no masks: agreement only
     """
     import json as jsonlib
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -52,11 +53,25 @@ def _dequantize(tensor: np.ndarray, details: dict) -> np.ndarray:
     return ((tensor.astype(np.float32) - zeros) * scales).astype(np.float32)
 
 
+# Keras names layers "model/..." or, for later models in one process, "model_18/...".
+MODEL_PREFIX = re.compile(r"^model(_\d+)?/")
+
+
+def layer_nodes(tensor_name: str) -> list[str]:
+    """The TF layer nodes fused into one TFLite tensor name ("a;b;Const_3" -> the "model.../..." parts)."""
+    return [part for part in tensor_name.split(";") if MODEL_PREFIX.match(part)]
+
+
 def short_name(tensor_name: str) -> str:
-    """'model/tf.nn.relu_2/Relu;model/tf.math.add_2/Add;model/tf.nn.convolution_2/convolution;Const_3'
+    """'model_18/tf.nn.relu_2/Relu;model_18/tf.math.add_2/Add;model_18/tf.nn.convolution_2/convolution;Const_3'
     -> 'tf.nn.convolution_2+tf.math.add_2+tf.nn.relu_2' (TFLite lists fused ops last-first)."""
-    layers = [p.split("/")[1] for p in tensor_name.split(";") if p.startswith("model/") and p.count("/") >= 1]
+    layers = [MODEL_PREFIX.sub("", part).split("/")[0] for part in layer_nodes(tensor_name)]
     return "+".join(reversed(layers)) if layers else tensor_name[:60]
+
+
+def _match_key(tensor_name: str) -> str:
+    """A tensor name without the per-process model prefix, so that two exports' names line up."""
+    return ";".join(MODEL_PREFIX.sub("", part) for part in tensor_name.split(";"))
 
 
 def layer_errors(
@@ -66,14 +81,14 @@ def layer_errors(
     q = TFLiteModel(int8_path, num_threads=num_threads, preserve_all_tensors=True)
     f = TFLiteModel(fp32_path, num_threads=num_threads, preserve_all_tensors=True)
     q_details = {d["index"]: d for d in q.interpreter.get_tensor_details()}
-    f_by_name = {d["name"]: d for d in f.interpreter.get_tensor_details()}
+    f_by_name = {_match_key(d["name"]): d for d in f.interpreter.get_tensor_details()}
     ops = [op for op in q.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
 
     # Pairs (int8 tensor, float tensor): the model inputs by position, activations by name and shape.
     pairs: dict[int, int] = {q.input_details["index"]: f.input_details["index"]}
     for op in ops:
         for t in op["outputs"]:
-            twin = f_by_name.get(q_details[t]["name"])
+            twin = f_by_name.get(_match_key(q_details[t]["name"]))
             if twin is not None and list(twin["shape"]) == list(q_details[t]["shape"]):
                 pairs[t] = twin["index"]
     err = dict.fromkeys(pairs, 0.0)
@@ -105,7 +120,7 @@ def layer_errors(
             "op": op["op_name"],
             "tensor": name,
             "short_name": short_name(name),
-            "tf_nodes": [p for p in name.split(";") if p.startswith("model/")],
+            "tf_nodes": layer_nodes(name),
             "shape": [int(v) for v in q_details[out]["shape"]],
             "input_rel_error": round(in_err, 5),
             "rel_error": round(rel[out], 5),
@@ -147,6 +162,8 @@ def export_kwargs(sidecar: dict) -> dict:
         "io_dtype": options.get("int8_io_dtype"),
         "bake_normalization": options.get("normalization_baked"),
         "opset": options.get("opset"),
+        "int16_activations": options.get("int16_activations"),
+        "float_layers": options.get("float_layers") or None,
         "calibration_dir": calibration.get("folder"),
         "num_calib": calibration.get("images"),
     }
@@ -196,12 +213,13 @@ def suggested_remedies(sidecar: dict, points: list[dict]) -> list[dict]:
             "kwargs": {"float_layers": nodes},
             "why": "these layers add the most error; running them in float costs little speed",
         })
-    remedies.append({
-        "name": "16-bit activations (int16x8)",
-        "kwargs": {"int16_activations": True},
-        "why": "activation rounding error drops ~256x; the model stays int8-weighted but runs slower and "
-        "not every delegate (GPU/NNAPI) supports it",
-    })
+    if not (sidecar.get("export") or {}).get("int16_activations"):
+        remedies.append({
+            "name": "16-bit activations (int16x8)",
+            "kwargs": {"int16_activations": True},
+            "why": "activation rounding error drops ~256x; the model stays int8-weighted but runs slower and "
+            "not every delegate (GPU/NNAPI) supports it",
+        })
     return remedies
 
 
@@ -227,6 +245,8 @@ def diagnose(model: TFLiteModel, models: list[TFLiteModel], images: list[np.ndar
     result = layer_errors(model.path, reference, images, num_threads)
     points = divergence_points(result["layers"])
     result["first_divergence"] = points
+    increase = lambda x: x["rel_error"] - x["input_rel_error"]  # noqa: E731
+    result["largest_increases"] = sorted(result["layers"], key=increase, reverse=True)[:MAX_REPORTED]
     result["remedies"] = suggested_remedies(model.sidecar, points)
     return result
 

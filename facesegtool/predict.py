@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .effects import NO_EFFECTS, Effects, apply_effects, parse_effects, colour_mask, overlay, resize_mask_nearest
+from .effects import NO_EFFECTS, Effects, apply_effects, colour_mask, overlay, parse_effects, resize_mask_nearest
 from .labels import CLASSES, PALETTE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -47,7 +47,7 @@ class PredictError(ValueError):
 
 
 class Segmenter:
-    """A model that maps a square-ish RGB uint8 image at its input size to a class mask."""
+    """A model: an RGB uint8 image at its input size -> class mask (__call__), or any size (segment)."""
 
     size: tuple[int, int]  # (height, width)
     classes: list[str]
@@ -127,10 +127,10 @@ def load_segmenter(model: str | Path | None = None, checkpoint: str | Path | Non
 
 
 class FaceDetector:
-    """OpenCV's bundled Haar cascades (no download). A face counts when two cascades agree
-    (frontalface_default and frontalface_alt2 boxes overlapping, IoU >= 0.5): on the 35
-    faces-in-the-wild photos this drops 7 of the default cascade's 8 false faces (necklaces,
-    shirts, backgrounds) and keeps all 38 real ones."""
+    """OpenCV's bundled Haar cascades (no download). Boxes come from the calibration builder's
+    detect_faces (frontalface_default; boxes under half the largest dropped) and count only where
+    frontalface_alt2 agrees (IoU >= 0.5): on the 35 faces-in-the-wild photos that keeps the 38
+    real faces and drops the one false face left (a necklace)."""
 
     AGREE_IOU = 0.5
 
@@ -242,6 +242,7 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.tobytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary pictures
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

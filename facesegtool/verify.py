@@ -16,7 +16,7 @@ import heapq
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -24,14 +24,15 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import REPO_ROOT, default_checkpoint, load_model
-from .labels import CLASSES, IGNORE_INDEX, celebamask_lut
+from .data.celebamask import CelebAMaskIndex
+from .data.dataset import FaceParsingDataset, to_input_tensor
+from .data.source import DataError, images_in, read_rgb
 from .metrics import ConfusionMeter, SegmentationScores
 from .tflite_runner import TFLiteModel
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "celebamask-mini"
 DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model
 VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 N_EXAMPLES = 4  # faces per model in the report's picture
 
 
@@ -55,10 +56,10 @@ class FaceSet:
 
     root: Path
     kind: str  # "prepared" | "celebamask" | "images"
-    split: str | None
+    split: str | None  # None: every image of the folder
     names: list[str]
     size: int
-    image_paths: list[Path] = field(default_factory=list)
+    _read: Callable[[int], tuple[np.ndarray, np.ndarray | None]]  # i -> (RGB, class mask or None), any size
 
     @property
     def has_masks(self) -> bool:
@@ -68,45 +69,13 @@ class FaceSet:
         return len(self.names)
 
     def __iter__(self) -> Iterator[Face]:
-        if self.kind == "prepared":
-            from .data.dataset import FaceParsingDataset
-
-            dataset = FaceParsingDataset(self.root, self.split or "val", size=self.size)
-            index = {name: i for i, name in enumerate(dataset.names)}
-            for name in self.names:
-                image, mask = dataset.read(index[name])
-                yield Face(name, image, mask)
-            return
-        lut = celebamask_lut()
-        for name, path in zip(self.names, self.image_paths):
-            image = _read_rgb(path)
-            mask = None
-            if self.kind == "celebamask":
-                mask_path = self.root / "masks" / f"{name}.png"
-                mask = lut[_read_index_mask(mask_path)]
-                if mask.shape != image.shape[:2]:
-                    raise VerifyError(f"{mask_path}: mask is {mask.shape[::-1]}, image is {image.shape[1::-1]}")
+        for i, name in enumerate(self.names):
+            try:
+                image, mask = self._read(i)
+            except DataError as exc:
+                raise VerifyError(str(exc)) from exc
             image, mask = _square_resize(image, mask, self.size)
             yield Face(name, image, mask)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise VerifyError(f"{path}: missing or unreadable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _read_index_mask(path: Path) -> np.ndarray:
-    from PIL import Image  # OpenCV would expand a palette PNG to colours; PIL keeps the indices
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise VerifyError(f"{path}: mode {im.mode}, expected an 8-bit index mask (P or L)")
-            return np.array(im)
-    except OSError as exc:
-        raise VerifyError(f"{path}: missing or unreadable mask ({exc})") from exc
 
 
 def _square_resize(image: np.ndarray, mask: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -128,6 +97,7 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
     """The faces to verify on: a prepared dir, a CelebAMask-style images/ + masks/ folder, or plain images.
 
     data_dir None: the shared CelebAMask val split (../shared/data/celebamask-mini), if present.
+    A folder's own SPLIT.txt selects its images; without one, every image is used.
     """
     if data_dir is None:
         if not DEFAULT_DATA.is_dir():
@@ -136,39 +106,42 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
     root = Path(data_dir)
     if not root.is_dir():
         raise VerifyError(f"{root}: no such data folder")
-    if (root / "manifest.json").is_file():
-        from .data.dataset import load_prepared, split_names
-
-        try:
-            names = split_names(load_prepared(root), split)
-        except ValueError as exc:
-            raise VerifyError(str(exc)) from exc
-        kind, image_paths, used_split = "prepared", [], split
-    else:
-        image_dir = root / "images" if (root / "images").is_dir() else root
-        by_stem = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-        split_file = root / f"{split}.txt"
-        used_split = split if split_file.is_file() else None  # no split file: every image
-        if used_split:
-            names = split_file.read_text().split()
-            missing = [n for n in names if n not in by_stem]
-            if missing:
-                raise VerifyError(f"{split_file}: {len(missing)} names have no image in {image_dir}, e.g. {missing[0]}")
-        else:
-            names = sorted(by_stem)
-        kind = "celebamask" if (root / "masks").is_dir() else "images"
-        if kind == "celebamask":
-            unlabelled = [n for n in names if not (root / "masks" / f"{n}.png").is_file()]
+    try:
+        if (root / "manifest.json").is_file():
+            dataset = FaceParsingDataset(root, split, size=size)
+            kind, names, used_split = "prepared", dataset.names, split
+            read = dataset.read
+        elif (root / "images").is_dir() and (root / "masks").is_dir():
+            source = CelebAMaskIndex(root)
+            samples = source.samples()
+            used_split = split if any(s.split for s in samples) else None
+            samples = [s for s in samples if used_split is None or s.split == used_split]
+            unlabelled = [s for s in samples if s.problem]
             if unlabelled:
                 raise VerifyError(
-                    f"{root / 'masks'}: no mask for {len(unlabelled)} of {len(names)} images, e.g. {unlabelled[0]}.png"
+                    f"{root / 'masks'}: no mask for {len(unlabelled)} of {len(samples)} images, "
+                    f"e.g. {unlabelled[0].problem[1]}"
                 )
-        image_paths = [by_stem[n] for n in names]
+            kind, names = "celebamask", [s.name for s in samples]
+            read = lambda i: source.load(samples[i])[:2]  # noqa: E731
+        else:
+            paths = images_in(root / "images" if (root / "images").is_dir() else root)
+            listed = root / f"{split}.txt"
+            used_split = split if listed.is_file() else None
+            if used_split:
+                wanted = {Path(n).stem for n in listed.read_text().split()}
+                paths = [p for p in paths if p.stem in wanted]
+            kind, names = "images", [p.stem for p in paths]
+            read = lambda i: (read_rgb(paths[i]), None)  # noqa: E731
+    except VerifyError:
+        raise
+    except ValueError as exc:  # PreparedDataError, DataError: the message already names file and problem
+        raise VerifyError(str(exc)) from exc
     if limit is not None:
-        names, image_paths = names[:limit], image_paths[:limit]
+        names = names[:limit]
     if not names:
-        raise VerifyError(f"{root}: no images to verify on" + (f" in split '{split}'" if kind == "prepared" else ""))
-    return FaceSet(root, kind, used_split, names, size, image_paths)
+        raise VerifyError(f"{root}: no images to verify on" + (f" in split '{used_split}'" if used_split else ""))
+    return FaceSet(root, kind, used_split, names, size, read)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -235,8 +208,6 @@ def resolve_checkpoint(checkpoint: str | Path | None, models: list[TFLiteModel])
 
 def torch_logits(model: torch.nn.Module, rgb: np.ndarray, contract: dict) -> np.ndarray:
     """H x W x C float32 logits of the PyTorch model for one RGB uint8 image."""
-    from .data.dataset import to_input_tensor
-
     with torch.inference_mode():
         return model(to_input_tensor(rgb, contract)[None])[0].permute(1, 2, 0).numpy()
 
@@ -431,6 +402,8 @@ class _ModelMeter:
         self.agreement.update(reference_mask, mask)
         if face.mask is not None:
             self.truth.update(face.mask, mask)
+        if not self.n_examples:
+            return
         # Keep the faces where the two masks differ most: that is where a reader should look.
         disagreement = float((mask != reference_mask).mean())
         example = Example(face.name, face.image, face.mask, reference_mask, mask, disagreement)

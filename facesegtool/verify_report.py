@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "n/a"
+    text = format(x, spec)
+    return text.replace("-", "", 1) if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -105,6 +108,11 @@ def diagnosis_text(m: ModelResult) -> str:
     for layer in points:
         lines.append(f"    op {layer['op_index']:>3} {layer['op']:<18} {layer['short_name']:<40} "
                      f"{layer['input_rel_error']:.3f} -> {layer['rel_error']:.3f}")
+    if points and points[0]["jump"]:
+        lines.append("  largest single-layer increases anywhere:")
+        for layer in d["largest_increases"]:
+            lines.append(f"    op {layer['op_index']:>3} {layer['op']:<18} {layer['short_name']:<40} "
+                         f"{layer['input_rel_error']:.3f} -> {layer['rel_error']:.3f}")
     lines.append(f"  final output relative error {d['output_rel_error']:.3f}")
     lines.append("  remedies the exporter can apply:")
     for r in d["remedies"]:
@@ -113,18 +121,20 @@ def diagnosis_text(m: ModelResult) -> str:
 
 
 def remedies_table(m: ModelResult) -> str:
+    """Each tried remedy against the model as exported; "better" is drop saved (points) on the same faces."""
     if not m.remedies:
         return ""
-    rows = []
+    rows = [[f"as exported ({m.name})", _fmt(m.drop), "", f"{100 * m.agreement.pixel_accuracy:.3f} %",
+             _fmt(m.agreement.macro_iou, ".4f"), _fmt(m.path.stat().st_size / 1e6 if m.path.is_file() else None),
+             "FAIL" if m.failures else "pass"]]
     for r in m.remedies:
         if r.get("error"):
-            rows.append([r["name"], "n/a", "n/a", "n/a", r["error"]])
-        else:
-            rows.append([r["name"], _fmt(r["macro_iou_drop_points"]), f"{100 * r['pixel_agreement']:.3f} %",
-                         _fmt(r.get("size_bytes", 0) / 1e6, ".2f"), "pass" if r["passed"] else "FAIL"])
-    base = [f"as exported ({m.name})", _fmt(m.drop), f"{100 * m.agreement.pixel_accuracy:.3f} %",
-            _fmt(m.path.stat().st_size / 1e6 if m.path.is_file() else None, ".2f"), "FAIL" if m.failures else "pass"]
-    return _table(["remedy", "drop (pt)", "pixel agreement", "MB", "gate"], [base, *rows])
+            rows.append([r["name"], "", "", "", "", "", r["error"]])
+            continue
+        rows.append([r["name"], _fmt(r["macro_iou_drop_points"]), _fmt(r["change_points"], "+.2f"),
+                     f"{100 * r['pixel_agreement']:.3f} %", _fmt(r["agreement_mean_iou"], ".4f"),
+                     _fmt(r["size_bytes"] / 1e6), "pass" if r["passed"] else "FAIL"])
+    return _table(["remedy", "drop (pt)", "better by (pt)", "pixel agreement", "agreement mIoU", "MB", "gate"], rows)
 
 
 def summary_text(result: VerifyResult) -> str:
@@ -197,7 +207,7 @@ def faces_figure(m: ModelResult, path: Path) -> None:
     examples = m.examples
     with_truth = any(e.truth is not None for e in examples)
     titles = ["image"] + (["ground truth"] if with_truth else []) + ["PyTorch", f"TFLite {m.variant}", "difference"]
-    fig, axes = plt.subplots(len(examples), len(titles), figsize=(2.2 * len(titles), 2.3 * len(examples) + 0.6),
+    fig, axes = plt.subplots(len(examples), len(titles), figsize=(2.2 * len(titles), 2.5 * len(examples) + 0.6),
                              squeeze=False)
     for row, e in zip(axes, examples):
         pictures = [e.image] + ([colorize(e.truth) if e.truth is not None else np.zeros_like(e.image)] if with_truth else [])

@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
@@ -32,7 +31,7 @@ FACES_IN_THE_WILD = SHARED / "faces-in-the-wild"
 SMALL_MODEL = "unet-mobilenetv3-small"
 SMALL_SIZE = 96  # px: small enough for CPU CI, large enough for eyes/lips to show up
 TRAIN_IMAGES = 48
-TRAIN_STEPS = 80
+TRAIN_STEPS = 160  # ~15-20 s on one core; masks then have face, hair, eyes, brows, nose, lips
 
 # onnx2tf runs `onnxsim` as a subprocess: the venv's bin must be on PATH, however pytest was started.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
@@ -64,44 +63,6 @@ def val_faces(n: int = 8, size: int = SMALL_SIZE) -> tuple[np.ndarray, np.ndarra
     return read_celebamask_pairs(names, size)
 
 
-class _TinyStandIn(nn.Module):
-    """TEMPORARY stand-in used only while models/unet.py is not in the repo yet."""
-
-    def __init__(self, num_classes: int = 11, width: int = 16):
-        super().__init__()
-
-        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-        self.enc1, self.enc2, self.enc3 = block(3, width, 2), block(width, 2 * width, 2), block(2 * width, 4 * width, 2)
-        self.dec2, self.dec1 = block(6 * width, 2 * width, 1), block(3 * width, width, 1)
-        self.head = nn.Conv2d(width, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="bilinear"), e2], 1))
-        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="bilinear"), e1], 1))
-        return F.interpolate(self.head(d1), scale_factor=2.0, mode="bilinear")
-
-
-def _small_model_name() -> str:
-    from facesegtool import models
-
-    try:
-        models.create_model(SMALL_MODEL)
-        return SMALL_MODEL
-    except (ImportError, ValueError):
-        # TEMPORARY: the registry cannot import its model files yet; register a tiny stand-in.
-        models._MODEL_MODULES = tuple(
-            m for m in models._MODEL_MODULES if (Path(models.__file__).parent / f"{m}.py").exists()
-        )
-        if "tiny-standin" not in models.list_models():
-            models.register_model("tiny-standin")(_TinyStandIn)
-        return "tiny-standin"
-
-
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_shared(CELEBAMASK_MINI)
@@ -109,7 +70,7 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from facesegtool.models import create_model
 
     torch.manual_seed(0)
-    name = _small_model_name()
+    name = SMALL_MODEL
     names = (CELEBAMASK_MINI / "train.txt").read_text().split()[:TRAIN_IMAGES]
     images, masks = read_celebamask_pairs(names, SMALL_SIZE)
     contract = dict(DEFAULT_INPUT, size=SMALL_SIZE)
@@ -123,6 +84,9 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
+    threads = torch.get_num_threads()
+    # One thread: reproducible, and on a busy 2-core CI box faster than two threads spin-waiting.
+    torch.set_num_threads(1)
     for _ in range(TRAIN_STEPS):
         idx = torch.randint(0, len(x_all), (8,), generator=gen)
         x, y = x_all[idx], y_all[idx]
@@ -133,18 +97,84 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    torch.set_num_threads(threads)
     model.eval()
-    print(f"\nsmall_checkpoint: {name} trained {TRAIN_STEPS} steps in {time.perf_counter() - start:.1f}s, loss {loss.item():.3f}")
-    ckpt = make_checkpoint(
-        model, name, input_contract=contract, train_config={"steps": TRAIN_STEPS, "images": TRAIN_IMAGES, "purpose": "tests"}
-    )
+    seconds = time.perf_counter() - start
+    print(f"\nsmall_checkpoint: {name} trained {TRAIN_STEPS} steps in {seconds:.1f}s, loss {loss.item():.3f}")
+    train_config = {"steps": TRAIN_STEPS, "images": TRAIN_IMAGES, "purpose": "tests"}
+    ckpt = make_checkpoint(model, name, input_contract=contract, train_config=train_config)
     return save_checkpoint(ckpt, tmp_path_factory.mktemp("small_checkpoint") / "model.pt")
 
 
+# Imported first by every Python started with this folder on PYTHONPATH (site.py): internet
+# sockets then refuse to connect and each attempt is logged, so a test can show none was made.
+SITECUSTOMIZE = """
+import os, socket
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+def _log(address):
+    with open(os.environ["FACESEGTOOL_NET_LOG"], "a") as f:
+        f.write(f"{os.getpid()} {address!r}\\n")
+
+def _blocked_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _log(address)
+        raise OSError("network blocked by the facesegtool tests")
+    return _connect(self, address)
+
+def _blocked_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _log(address)
+        return 111  # ECONNREFUSED
+    return _connect_ex(self, address)
+
+socket.socket.connect, socket.socket.connect_ex = _blocked_connect, _blocked_connect_ex
+"""
+
+
 @pytest.fixture(scope="session")
-def small_export(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    """All four variants of small_checkpoint; an ExportReport (report.variants[v].tflite / .sidecar, report.onnx)."""
+def offline(tmp_path_factory: pytest.TempPathFactory):
+    """Yield a context manager: inside it, this process and every child Python have no internet.
+
+    Use: `with offline() as net_log: ...`; net_log lists the connections that were attempted.
+    """
+    import contextlib
+
+    root = tmp_path_factory.mktemp("offline")
+    (root / "site").mkdir()
+    (root / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+
+    @contextlib.contextmanager
+    def block():
+        net_log = root / f"attempts-{time.monotonic_ns()}.log"
+        net_log.touch()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FACESEGTOOL_NET_LOG", str(net_log))
+            mp.setenv("PYTHONPATH", str(root / "site") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            scope: dict = {}
+            exec(SITECUSTOMIZE, scope)  # the same block in this process (patches socket.socket)
+            try:
+                yield net_log
+            finally:
+                import socket
+
+                socket.socket.connect, socket.socket.connect_ex = scope["_connect"], scope["_connect_ex"]
+
+    return block
+
+
+@pytest.fixture(scope="session")
+def small_export(small_checkpoint: Path, offline, tmp_path_factory: pytest.TempPathFactory):
+    """All four variants of small_checkpoint; an ExportReport (report.variants[v].tflite / .sidecar, report.onnx).
+
+    Exported with the network blocked (see `offline`); report.net_log lists attempted connections.
+    """
     from facesegtool.export import export
 
     out = tmp_path_factory.mktemp("small_export")
-    return export(checkpoint=small_checkpoint, quant="all", out_dir=out, num_calib=32)
+    with offline() as net_log:
+        report = export(checkpoint=small_checkpoint, quant="all", out_dir=out, num_calib=32, progress=False)
+    report.net_log = net_log
+    print(f"\nsmall_export:\n{report.table()}")
+    return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import onnx
@@ -44,7 +45,9 @@ def test_parameter_count_matches_design(name):
 
 def _export(model: nn.Module, x: torch.Tensor) -> bytes:
     buf = io.BytesIO()
-    torch.onnx.export(model, (x,), buf, opset_version=17, dynamo=False, input_names=["input"], output_names=["logits"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(model, (x,), buf, opset_version=17, dynamo=False, input_names=["input"], output_names=["logits"])
     return buf.getvalue()
 
 

@@ -56,6 +56,13 @@ def test_face_crop_finds_the_faces_and_writes_three_pictures(wild_predictions):
             assert read_rgb(path).shape == rgb.shape, f"{kind} picture has the photo's size"
 
 
+@pytest.mark.parametrize("photo, faces", [("couple.jpg", 2), ("img3.jpg", 1), ("selfie-many-people.jpg", 3)])
+def test_face_detector_counts_real_faces(photo, faces):
+    """img3: a necklace the default cascade takes for a face; the second cascade does not agree."""
+    require_shared(FACES_IN_THE_WILD)
+    assert len(FaceDetector()(read_rgb(FACES_IN_THE_WILD / photo))) == faces
+
+
 def test_parts_are_found_inside_the_face_crops(small_checkpoint):
     """Parsed parts lie inside the detected faces' crops; the rest of the photo stays background."""
     require_shared(FACES_IN_THE_WILD)

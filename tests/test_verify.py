@@ -47,8 +47,8 @@ def test_fp32_and_fp16_pass_with_report(small_checkpoint, small_export, tmp_path
     assert len(result.faces) == FACES and result.faces.size == SMALL_SIZE
     fp32, fp16 = result.models
     assert (fp32.variant, fp16.variant) == ("fp32", "fp16")
-    # The small model must produce real masks, or a zero drop would mean nothing.
-    assert result.torch.macro_iou > 0.2 and result.torch.present[1:].sum() >= 5
+    # The small model must produce real masks (several classes), or a zero drop would mean nothing.
+    assert result.torch.macro_iou > 0.1 and (result.torch.confusion.sum(0) > 0).sum() >= 4
     assert fp32.agreement.pixel_accuracy >= 0.999 and abs(fp32.drop) <= 0.1
     assert fp32.logit_max_abs < 1e-2
     assert fp16.agreement.pixel_accuracy >= 0.99 and abs(fp16.drop) <= 0.5
@@ -115,6 +115,27 @@ def test_int8_diagnosis_names_layers(small_checkpoint, small_export, tmp_path):
     assert "16-bit activations (int16x8)" in names and any("calibration" in n for n in names)
     assert (tmp_path / f"diagnosis_{int8.stem}.png").is_file()
     assert "where int8" in result.summary() or "largest increases" in result.summary()
+
+    # The layers named above go back to the exporter: re-export keeping them in float, and measure it
+    # on the same faces (one int8 export: the slow part of this file). A remedy the exporter does not
+    # offer is reported as such.
+    from facesegtool.checkpoint import load_model
+    from facesegtool.int8_diagnosis import MODEL_PREFIX, measure_remedies
+    from facesegtool.tflite_runner import TFLiteModel
+
+    (keep_float,) = [r for r in d["remedies"] if "float_layers" in r["kwargs"]]
+    assert keep_float["kwargs"]["float_layers"] and all(MODEL_PREFIX.match(n) for n in keep_float["kwargs"]["float_layers"])
+    d["remedies"] = [keep_float, {"name": "made up", "kwargs": {"no_such_option": 1}, "why": "test"}]
+    net, ckpt = load_model(small_checkpoint)
+    measured, made_up = measure_remedies(model, TFLiteModel(int8), net, ckpt, small_checkpoint, result.faces,
+                                         num_threads=None, progress=False)
+    assert "error" not in measured, measured
+    assert isinstance(measured["macro_iou_drop_points"], float) and 0.5 < measured["pixel_agreement"] <= 1
+    assert measured["size_bytes"] > 0 and measured["change_points"] == pytest.approx(
+        model.drop - measured["macro_iou_drop_points"], abs=1e-3)
+    assert made_up["error"] == "the exporter has no option no_such_option"
+    model.remedies = [measured, made_up]
+    assert keep_float["name"] in result.summary() and "no option no_such_option" in result.summary()
 
 
 def test_faces_without_masks_report_agreement_only(small_checkpoint, small_export, tmp_path):

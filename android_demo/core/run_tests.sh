@@ -3,6 +3,7 @@
 # Needs a JDK (javac >= 11) and Debian's junit4 + hamcrest jars (apt-get install junit4).
 #   android_demo/core/run_tests.sh                     # goldens from src/test/resources/golden
 #   GOLDEN_DIR=/tmp/golden android_demo/core/run_tests.sh   # other goldens (pytest uses this)
+#   SIDECAR_FILES=a.json:b.json ...                          # also parse these export sidecars
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 JAVA_LIB="${JAVA_LIB:-/usr/share/java}"
@@ -21,5 +22,5 @@ cp="$junit:$hamcrest"
 javac --release 11 -Xlint:all -Werror -d "$build/main" $(find "$here/src/main/java" -name '*.java')
 javac --release 11 -d "$build/test" -cp "$build/main:$cp" $(find "$here/src/test/java" -name '*.java')
 tests=$(cd "$here/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
-java -Dgolden.dir="${GOLDEN_DIR:-$here/src/test/resources/golden}" -cp "$build/main:$build/test:$cp" \
+java -Dgolden.dir="${GOLDEN_DIR:-$here/src/test/resources/golden}" -Dsidecar.files="${SIDECAR_FILES:-}" -cp "$build/main:$build/test:$cp" \
   org.junit.runner.JUnitCore $tests

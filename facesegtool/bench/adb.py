@@ -21,6 +21,8 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from ..tflite_runner import TFLiteModelError, read_sidecar
 from .benchmark_output import BenchmarkModelResult, parse_benchmark_output
 from .host import BenchError, collect_models
@@ -295,8 +297,6 @@ def run_adb_bench(
     raw_dir = out_dir / f"{report_stem(report)}_raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     save_report(report, out_dir)
-
-    from tqdm import tqdm
 
     try:
         device.check_shell(["mkdir", "-p", REMOTE_DIR])

@@ -99,7 +99,9 @@ def describe_device(report: dict) -> str:
             f"{d.get('model', '?')} ({d.get('serial', '?')}), Android {d.get('android', '?')} "
             f"(SDK {d.get('sdk', '?')}), {d.get('abi', '?')}, benchmark_model"
         )
-    return f"{d.get('cpu', '?')}, {d.get('logical_cpus', '?')} logical CPUs, {d.get('system', '?')}"
+    load = d.get("load_average_1min")
+    return (f"{d.get('cpu', '?')}, {d.get('usable_cpus', '?')} usable CPUs, {d.get('system', '?')}"
+            + (f", load avg {load} at start" if load is not None else ""))
 
 
 def describe_model(report: dict) -> str:
@@ -131,7 +133,7 @@ def format_table(report: dict) -> str:
     """The results as a table, with the device and model above it and the notes below."""
     add_ratios(report)
     host = report["kind"] == "host"
-    ref = next((r["label"] for r in report["results"] if r.get("is_reference")), "reference")
+    ref = report.get("reference") or next((r["label"] for r in report["results"] if r.get("is_reference")), "ref")
     if host:
         header = ["runtime", "threads", "median ms", "p90 ms", "first ms", "init ms", "size MB",
                   f"x {ref}", "GFLOP/s", "% peak"]
@@ -157,23 +159,40 @@ def format_table(report: dict) -> str:
     lines = [f"device: {describe_device(report)}", f"model:  {describe_model(report)}"]
     peaks = report.get("cpu_peak_gflops")
     if peaks:
-        lines.append("CPU fp32 matmul peak (measured): " + ", ".join(f"{t} thr {g:.1f} GFLOP/s" for t, g in peaks.items()))
+        by = report.get("cpu_peak_by", {})
+        lines.append("CPU fp32 matmul peak (measured): " + ", ".join(
+            f"{t} thr {g:.1f} GFLOP/s" + (f" ({by[t]})" if by.get(t) else "") for t, g in peaks.items()))
     lines += ["", _table(header, rows)]
+    # Per-run findings, one line per model/delegate when they repeat over thread counts.
+    findings: dict[tuple[str, str], list[int]] = {}
     for r in report["results"]:
-        details = r.get("details") or {}
-        where = f"{r['label']} [{r.get('delegate', '')} {r['threads']} thr]"
-        if r["status"] != "ok":
-            lines.append(f"! {where}: {r.get('error')}")
-        if details.get("not_delegated"):
-            ops = ", ".join(f"{o['node_type']} x{o['count']}" for o in details["not_delegated"])
-            lines.append(f"- {where}: ops not delegated: {ops}")
-        if details.get("unsupported_ops"):
-            lines.append(f"- {where}: delegate refused: {'; '.join(details['unsupported_ops'][:8])}"
-                         + (" ..." if len(details["unsupported_ops"]) > 8 else ""))
+        for message in _findings(r):
+            findings.setdefault((f"{r['label']} / {r.get('delegate', '')}", message), []).append(r["threads"])
+    for (where, message), threads in findings.items():
+        lines.append(f"{message[0]} {where} ({','.join(map(str, threads))} thr): {message[1:]}")
     lines += [f"- {n}" for n in report.get("notes", [])]
     if report.get("error"):
         lines.append(f"! stopped early: {report['error']}")
     return "\n".join(lines)
+
+
+def _findings(row: dict) -> list[str]:
+    """Lines worth reading under the table; the first character is the bullet ("!" for a failure)."""
+    details = row.get("details") or {}
+    out = []
+    if row["status"] != "ok":
+        out.append(f"!{row.get('error')}")
+    parts = [f"{d['delegate']} took {d['replaced']}" + (f"/{d['total']}" if d["total"] else "")
+             + f" nodes ({d['partitions']} partitions)" for d in details.get("delegations", [])]
+    refused = list(dict.fromkeys(op.split(":")[0] for op in details.get("unsupported_ops", [])))
+    if refused:
+        parts.append("refused " + ", ".join(refused))
+    if details.get("not_delegated"):
+        parts.append("ops not delegated: " + ", ".join(f"{o['node_type']} x{o['count']}" for o in details["not_delegated"]))
+    if parts and (refused or details.get("not_delegated") or any(
+            d["total"] and d["replaced"] < d["total"] for d in details.get("delegations", []))):
+        out.append("-" + "; ".join(parts))
+    return out
 
 
 def plot_report(report: dict, path: str | Path) -> Path:
@@ -194,23 +213,30 @@ def plot_report(report: dict, path: str | Path) -> Path:
     y = np.arange(len(labels))
     for i, t in enumerate(threads):
         values, errs = np.full(len(labels), np.nan), np.zeros((2, len(labels)))
+        ratios = [None] * len(labels)
         for r in ok:
             if r["threads"] != t:
                 continue
             j = labels.index(r["label"] + (f" / {r['delegate']}" if report["kind"] == "adb" else ""))
             values[j] = row_time(r)
+            ratios[j] = r.get("vs_reference")
             upper = r.get("p90_ms") or r.get("p95_ms")
             if upper is not None:
                 errs[1, j] = max(0.0, upper - values[j])
-        bars = ax.barh(y + (i - (len(threads) - 1) / 2) * height, values, height, xerr=errs,
+        bars = ax.barh(y + (i - (len(threads) - 1) / 2) * height, values, height, xerr=errs.tolist(),
                        label=f"{t} thread{'s' if t > 1 else ''}", capsize=2)
-        for bar, v in zip(bars, values):
+        for bar, v, ratio in zip(bars, values, ratios):
             if np.isfinite(v):
-                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.1f}", va="center", fontsize=7)
+                text = f" {v:.1f}" + (f"  ({ratio:.2f}x)" if ratio is not None else "")
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.5})
+    # Scale to the bars, not to a stray slow run's whisker (those are clipped at the edge).
+    top = max((row_time(r) for r in ok), default=1.0)
+    ax.set_xlim(0, top * 1.45)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    what = "median (whisker: p90)" if report["kind"] == "host" else "average (whisker: p95 when printed)"
-    ax.set_xlabel(f"latency per image, ms — {what}")
+    what = "median (whisker: p90)" if report["kind"] == "host" else "median, else average (whisker: p95, when printed)"
+    ax.set_xlabel(f"latency per image, ms — {what}; (N x) = vs {report.get('reference') or 'reference'}")
     ax.set_title(f"{describe_model(report)}\n{describe_device(report)}", fontsize=9)
     if threads:
         ax.legend(fontsize=8)

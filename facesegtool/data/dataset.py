@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import DEFAULT_INPUT
-from ..labels import CLASSES, IGNORE_INDEX
+from ..labels import CLASSES
 
 MANIFEST_FORMAT = "facesegtool-prepared"
 SPLITS = ("train", "val")

@@ -76,9 +76,10 @@ class ExportReport:
         width = max(len(r[1]) for r in rows)
         lines = [f"{'format':<8} {'file':<{width}} {'size MB':>8} {'seconds':>8}"]
         lines += [f"{fmt:<8} {name:<{width}} {size:>8} {sec:>8.1f}" for fmt, name, size, sec in rows]
-        lines.append(f"{self.model} at {self.size}x{self.size}, exported to {self.out_dir} in {self.total_seconds:.0f}s")
+        lines.append(f"{self.model} at {self.size}x{self.size} -> {self.out_dir} in {self.total_seconds:.0f}s")
         if self.calibration:
-            lines.append(f"int8 calibrated on {self.calibration['images']} face crops from {self.calibration['folder']}")
+            c = self.calibration
+            lines.append(f"int8 calibrated on {c['images']} face crops from {c['folder']}")
         return "\n".join(lines)
 
     def next_commands(self) -> list[str]:
@@ -128,6 +129,8 @@ def export(
     per_channel: bool = True,
     io_dtype: str = "int8",
     bake_normalization: bool = False,
+    int16_activations: bool = False,
+    float_layers: list[str] | None = None,
     opset: int = OPSET,
     progress: bool = True,
 ) -> ExportReport:
@@ -142,12 +145,21 @@ def export(
         integer body). Float variants always have float32 I/O.
     bake_normalization: the model takes raw RGB 0..255 (bytes for int8/uint8 I/O) and normalises
         inside, per the checkpoint's input contract.
+    int16_activations: int8 variant with 16-bit activations (int16x8): ~256x finer activation steps,
+        slower, not on every delegate; its I/O is int16 (or float32). Ops without a 16x8 kernel
+        (e.g. HARD_SWISH) run in float.
+    float_layers: int8 variant keeps these layers in float: TFLite tensor names as an int8 export
+        shows them (e.g. "model_18/tf.nn.convolution_3/convolution", as `facesegtool verify` names
+        them). int8 or float32 I/O only.
     Raises CheckpointError, CalibrationError, ExportError / ConversionError with a clear message.
     """
     started = time.time()
     variants = parse_quant(quant)
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
+    float_layers = list(float_layers or [])
+    if float_layers and (int16_activations or io_dtype == "uint8"):
+        raise ValueError("float_layers works with int8 activations and int8 or float32 I/O only")
     is_default = checkpoint is None
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, ckpt = load_model(checkpoint)
@@ -160,6 +172,8 @@ def export(
     size = int(contract["size"])
     classes = list(ckpt.get("classes", CLASSES))
     out_dir = Path(out_dir) if out_dir is not None else Path("exports") / ("default" if is_default else name)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder")
 
     # Calibration faces: required for int8; otherwise used, when present, for onnx2tf's sample checks.
     calib_folder = Path(calibration_dir) if calibration_dir is not None else CALIBRATION_DIR
@@ -186,10 +200,12 @@ def export(
             "per_channel": per_channel,
             "int8_io_dtype": io_dtype,
             "normalization_baked": bake_normalization,
+            "int16_activations": int16_activations,
+            "float_layers": float_layers,
         }
-        calibration = (
-            {"folder": str(calib_folder), "images": int(len(calib))} if "int8" in variants and calib is not None else None
-        )
+        calibration = None
+        if "int8" in variants and calib is not None:
+            calibration = {"folder": str(calib_folder), "images": int(len(calib))}
         metadata = {
             "format": "facesegtool-tflite-metadata",
             "model": name,
@@ -207,6 +223,8 @@ def export(
                 per_channel=per_channel,
                 io_dtype=io_dtype,
                 baked_normalization=bake_normalization,
+                int16_activations=int16_activations,
+                float_layers=float_layers,
                 labels=classes,
                 metadata=metadata,
                 progress=progress,
@@ -237,7 +255,8 @@ def export(
             conv.path.replace(tmp_tflite)
             variant_options = {k: v for k, v in options.items() if k != "default_checkpoint"}
             if variant != "int8":
-                variant_options.pop("int8_io_dtype")
+                for key in ("int8_io_dtype", "int16_activations", "float_layers"):
+                    variant_options.pop(key)
             else:
                 variant_options["calibration"] = calibration
             sidecar = make_sidecar(

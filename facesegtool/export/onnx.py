@@ -73,7 +73,10 @@ def export_onnx(model: nn.Module, path: str | Path, size: int, opset: int = OPSE
         proto = onnx.load(str(tmp_path))
         if simplify:
             proto = _simplify(proto)
-        onnx.checker.check_model(proto, full_check=True)
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"the exported ONNX graph is invalid: {exc}") from exc
         onnx.save(proto, str(tmp_path))
         os.replace(tmp_path, path)
     return path

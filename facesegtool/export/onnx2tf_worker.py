@@ -8,6 +8,7 @@ runs in a private working directory with its PATH set. The spec (written by tfli
 
     {"onnx": path, "variants": [...], "calibration_npy": path|null, "per_channel": bool,
      "io_dtype": "float32"|"int8"|"uint8", "baked_normalization": bool,
+     "int16_activations": bool, "float_layers": [tensor names] | [],
      "metadata": {...}, "labels": [...]}
 
 Everything onnx2tf and TensorFlow print goes to the log (fds 1 and 2); this process's original
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,7 @@ def main(spec_path: str) -> int:
     onnx_path = Path(spec["onnx"])
     # onnx2tf builds the NHWC Keras model. Its own TFLite writer is skipped (disable_model_save):
     # it re-traces the model for every file (~30 s each on a small CPU); tracing once into a
-    # SavedModel and converting that is several times faster and gives the same flatbuffers.
+    # SavedModel and converting that is several times faster and gives equivalent models.
     model = onnx2tf.convert(
         input_onnx_file_path=str(onnx_path),
         disable_model_save=True,
@@ -75,6 +77,8 @@ def main(spec_path: str) -> int:
             yield [calib[i : i + 1]]
 
     io_type = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec["io_dtype"]]
+    if spec.get("int16_activations") and io_type != tf.float32:
+        io_type = tf.int16  # 16x8 models take and give int16 (or float32)
     for variant in spec["variants"]:
         t = time.time()
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -92,12 +96,59 @@ def main(spec_path: str) -> int:
             converter.representative_dataset = representative_dataset
             converter.inference_input_type = io_type
             converter.inference_output_type = io_type
+            if spec.get("int16_activations"):
+                # 16-bit activations, int8 weights; ops without a 16x8 kernel (e.g. HARD_SWISH) stay float.
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                    tf.lite.OpsSet.TFLITE_BUILTINS,
+                ]
         path = work / f"{onnx_path.stem}_{variant}.tflite"
-        path.write_bytes(converter.convert())
+        if variant == "int8" and spec.get("float_layers"):
+            path.write_bytes(_quantize_keeping_float(converter, spec["float_layers"], io_type, tf))
+        else:
+            path.write_bytes(converter.convert())
         seconds = time.time() - t
         embed_metadata(path, spec["labels"], spec["metadata"] | {"variant": variant})
         progress.write(json.dumps({"variant": variant, "file": str(path), "seconds": round(seconds, 2)}) + "\n")
     return 0
+
+
+def _layer_key(name: str) -> str:
+    """A tensor name without Keras's per-process model prefix ("model_18/tf.nn.relu/Relu" -> "tf.nn.relu/Relu")."""
+    return re.sub(r"^model(_\d+)?/", "", name)
+
+
+def _quantize_keeping_float(converter, float_layers: list[str], io_type, tf) -> bytes:
+    """Full-integer int8 except the named layers, which stay float (dequantize before, quantize after).
+
+    What TF's QuantizationDebugger does for selective quantization (calibrate, then quantize with a
+    denylist), without its debug-model run. Names are TFLite tensor names as an int8 export shows
+    them (e.g. "model_18/tf.nn.convolution_3/convolution"); fused names ("a;b") match on any part.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    wanted = {_layer_key(part) for name in float_layers for part in name.split(";") if part}
+    tensors = [d["name"] for d in Interpreter(model_content=calibrated).get_tensor_details()]
+    deny = [t for t in tensors if any(_layer_key(part) in wanted for part in t.split(";"))]
+    found = {_layer_key(part) for t in deny for part in t.split(";")}
+    missing = sorted(wanted - found)
+    if missing:
+        raise ValueError(f"float_layers: no tensor named {', '.join(missing)} in the model")
+    if io_type not in (tf.int8, tf.float32):
+        raise ValueError("float_layers works with int8 or float32 input/output")
+    return mlir_quantize(
+        calibrated,
+        disable_per_channel=converter._experimental_disable_per_channel,
+        fully_quantize=io_type == tf.int8,
+        input_data_type=io_type,
+        output_data_type=io_type,
+        denylisted_nodes=deny,
+    )
 
 
 if __name__ == "__main__":

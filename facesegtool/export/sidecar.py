@@ -207,9 +207,9 @@ def read_embedded_labels(tflite: str | Path) -> list[str]:
 def read_embedded_metadata(tflite: str | Path) -> dict | None:
     """Our JSON entry in the .tflite's flatbuffer metadata table (None when absent).
 
-    Reads the flatbuffer with the `flatbuffers` runtime and TF's generated schema, no interpreter.
+    Reads the flatbuffer with LiteRT's generated schema (no TensorFlow import).
     """
-    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from ai_edge_litert import schema_py_generated as schema_fb
 
     data = Path(tflite).read_bytes()
     model = schema_fb.Model.GetRootAsModel(data, 0)

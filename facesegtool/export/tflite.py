@@ -92,6 +92,8 @@ def convert(
     per_channel: bool = True,
     io_dtype: str = "int8",
     baked_normalization: bool = False,
+    int16_activations: bool = False,
+    float_layers: list[str] | None = None,
     labels: list[str] | None = None,
     metadata: dict | None = None,
     progress: bool = True,
@@ -129,6 +131,8 @@ def convert(
         "per_channel": per_channel,
         "io_dtype": io_dtype,
         "baked_normalization": baked_normalization,
+        "int16_activations": int16_activations,
+        "float_layers": list(float_layers or []),
         "labels": list(labels or []),
         "metadata": dict(metadata or {}),
     }
@@ -181,6 +185,9 @@ def _diagnose(log_path: Path, rc: int, missing: list[str]) -> str:
                 f"onnx2tf cannot convert ONNX op {op}; replace the layer that produces it in the model "
                 "with a supported one, or export with another opset"
             )
+    for ln in reversed(lines):  # our own checks in the worker raise ValueError with a full sentence
+        if ln.startswith("ValueError: "):
+            return ln[len("ValueError: ") :]
     errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln or "error:" in ln]
     detail = "\n  ".join((errors or lines)[-8:])
     return (

@@ -1,0 +1,110 @@
+"""The Android demo's plain-Java core agrees with the Python side, to the pixel.
+
+1. The committed golden files are what the Python code computes today (recomputed from the
+   committed inputs and compared byte for byte), so they cannot go stale.
+2. The Java core, compiled with javac and run under JUnit 4 (android_demo/core/run_tests.sh),
+   reproduces the freshly computed goldens: input tensors, masks, overlays, effects (exact),
+   bilinear resize (within 1 level of OpenCV).
+3. The Java sidecar reader reads real export sidecars; install-model puts a matching pair into
+   the app's assets and refuses a mismatched one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from facesegtool.android import GOLDEN_DIR, AndroidError, install_model, write_golden_expectations
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_TESTS = REPO / "android_demo" / "core" / "run_tests.sh"
+GOLDEN_INPUTS = ("input.ppm", "logits_float32.f32.gz", "logits_int8.i8.gz", "sidecar_float32.json", "sidecar_int8.json")
+JAVA_LIB = Path(os.environ.get("JAVA_LIB", "/usr/share/java"))
+
+
+def require_java() -> None:
+    if shutil.which("javac") is None or shutil.which("java") is None:
+        pytest.skip("no JDK (javac) on PATH: apt-get install -y --no-install-recommends openjdk-17-jdk-headless")
+    if not (JAVA_LIB / "junit4.jar").is_file():
+        pytest.skip(f"no JUnit 4 in {JAVA_LIB}: apt-get install -y --no-install-recommends junit4")
+
+
+def run_java_tests(golden_dir: Path, sidecar_files: list[Path] | None = None) -> str:
+    env = dict(os.environ, GOLDEN_DIR=str(golden_dir))
+    if sidecar_files:
+        env["SIDECAR_FILES"] = os.pathsep.join(str(p) for p in sidecar_files)
+    res = subprocess.run(["bash", str(RUN_TESTS)], env=env, capture_output=True, text=True, timeout=600)
+    output = res.stdout + res.stderr
+    assert res.returncode == 0, f"JUnit failed:\n{output[-6000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def fresh_goldens(tmp_path_factory) -> Path:
+    """The committed golden inputs, with every expected file recomputed by today's Python code."""
+    out = tmp_path_factory.mktemp("golden")
+    for name in GOLDEN_INPUTS:
+        shutil.copy(GOLDEN_DIR / name, out / name)
+    write_golden_expectations(out)
+    return out
+
+
+def test_committed_goldens_are_current(fresh_goldens):
+    committed = sorted(p.name for p in GOLDEN_DIR.iterdir())
+    fresh = sorted(p.name for p in fresh_goldens.iterdir())
+    assert committed == fresh
+    stale = [n for n in fresh if (GOLDEN_DIR / n).read_bytes() != (fresh_goldens / n).read_bytes()]
+    assert not stale, f"goldens out of date (rerun facesegtool.android.write_golden_expectations): {stale}"
+
+
+def test_goldens_cover_a_real_face_with_every_effect_class(fresh_goldens):
+    from facesegtool.android import read_pnm
+    from facesegtool.labels import CLASS_INDEX
+
+    mask = read_pnm(fresh_goldens / "mask_float32.pgm")
+    for name in ("hair", "lips", "eyebrows", "face", "background"):
+        assert (mask == CLASS_INDEX[name]).sum() > 100, f"golden mask has too little {name}"
+    cases = json.loads((fresh_goldens / "cases.json").read_text())
+    assert {c["alpha"] for c in cases["effects"]} == {0.6, 1.0}
+
+
+def test_java_core_matches_python_goldens(fresh_goldens):
+    require_java()
+    output = run_java_tests(fresh_goldens)
+    assert "OK (" in output
+
+
+def test_java_reads_real_export_sidecars(small_export):
+    require_java()
+    sidecars = [v.sidecar for v in small_export.variants.values()]
+    output = run_java_tests(GOLDEN_DIR, sidecars)
+    assert f"read {len(sidecars)} export sidecar(s)" in output
+
+
+def test_install_model_copies_a_matching_pair(small_export, tmp_path):
+    app = tmp_path / "android_demo"
+    (app / "app").mkdir(parents=True)
+    tflite = small_export.variants["int8"].tflite
+    model, sidecar = install_model(tflite, app)
+    assert model.read_bytes() == Path(tflite).read_bytes()
+    assert json.loads(sidecar.read_text()) == json.loads(Path(tflite).with_suffix(".json").read_text())
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_install_model_refuses_a_mismatched_pair(small_export, tmp_path):
+    app = tmp_path / "android_demo"
+    (app / "app").mkdir(parents=True)
+    src = small_export.variants["int8"].tflite
+    other = small_export.variants["fp32"].tflite
+    shutil.copy(other, tmp_path / "model.tflite")  # fp32 model with the int8 model's sidecar
+    shutil.copy(Path(src).with_suffix(".json"), tmp_path / "model.json")
+    with pytest.raises(AndroidError, match="sha256"):
+        install_model(tmp_path / "model.tflite", app)
+    with pytest.raises(AndroidError, match="not the android_demo"):
+        install_model(src, tmp_path)
+    assert not (app / "app" / "src").exists()

@@ -1,0 +1,388 @@
+"""Export: torch -> ONNX -> TFLite fp32/fp16/dynamic/int8 on a small trained model, checked on real faces.
+
+The expensive part (training a small model, one export of all four variants) is shared through
+the session fixtures in conftest.py; the other tests here are cheap or reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from conftest import (
+    CELEBAMASK_MINI,
+    FACES_IN_THE_WILD,
+    SMALL_SIZE,
+    require_shared,
+    val_faces,
+)
+from facesegtool.checkpoint import DEFAULT_INPUT, CheckpointError, load_model
+from facesegtool.cli import main as cli
+from facesegtool.data.dataset import to_input_tensor
+from facesegtool.export import CalibrationError, ConversionError, export, parse_quant
+from facesegtool.export import calibration as calib
+from facesegtool.export import tflite as tfl
+from facesegtool.export.onnx import INPUT_NAME
+from facesegtool.export.sidecar import read_embedded_labels, read_embedded_metadata, read_sidecar, sha256_file
+from facesegtool.labels import CLASSES, PALETTE
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def torch_masks(checkpoint: Path, rgb: np.ndarray) -> np.ndarray:
+    model, ckpt = load_model(checkpoint)
+    x = torch.from_numpy(calib.normalize(rgb, ckpt["input"])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        return model(x).argmax(1).numpy()
+
+
+def tflite_masks(tflite: Path, rgb: np.ndarray) -> np.ndarray:
+    """Run a .tflite the way the app does: everything it needs comes from the sidecar."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    side = read_sidecar(tflite)
+    interpreter = Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    contract = side["input"]
+    masks = []
+    for image in rgb:
+        x = image.astype(np.float32) if contract["normalization_baked"] else calib.normalize(image, contract)
+        q = contract["quantization"]
+        if q is not None:
+            info = np.iinfo(np.dtype(contract["dtype"]))
+            x = np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max)
+        interpreter.set_tensor(inp["index"], x[None].astype(contract["dtype"]))
+        interpreter.invoke()
+        masks.append(interpreter.get_tensor(out["index"])[0].argmax(-1))  # NHWC: classes last
+    return np.stack(masks)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a == b).mean())
+
+
+def castlike_onnx(path: Path) -> Path:
+    """A valid opset-17 model using CastLike, one of the two standard ops onnx2tf 1.29 cannot convert."""
+    x = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    like = helper.make_tensor("like", TensorProto.FLOAT, [1], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [INPUT_NAME], ["r"]), helper.make_node("CastLike", ["r", "like"], ["logits"])],
+        "castlike",
+        [x],
+        [y],
+        [like],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(
+        p.name for p in folder.iterdir() if p.suffix in (".tflite", ".json", ".onnx") or p.name.startswith(".")
+    )
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+
+def test_shipped_calibration_set_is_usable():
+    images = calib.list_images(calib.CALIBRATION_DIR)
+    assert 24 <= len(images) <= 64, "a few dozen crops"
+    first = cv2.imread(str(images[0]))
+    assert first.shape == (256, 256, 3)
+    readme = (calib.CALIBRATION_DIR / "README.md").read_text()
+    assert "CelebA" in readme and "non-commercial" in readme
+
+
+def test_calibration_array_is_exactly_the_training_input():
+    contract = dict(DEFAULT_INPUT, size=SMALL_SIZE)
+    arr = calib.calibration_array(None, contract, num=5)
+    assert arr.shape == (5, SMALL_SIZE, SMALL_SIZE, 3) and arr.dtype == np.float32  # NHWC for onnx2tf
+    # The same crop through the training path (dataset.to_input_tensor after the training resize).
+    path = calib.list_images(calib.CALIBRATION_DIR)[0]
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    rgb = cv2.resize(rgb, (SMALL_SIZE, SMALL_SIZE), interpolation=cv2.INTER_AREA)
+    expected = to_input_tensor(rgb, contract).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(arr[0], expected, atol=1e-6)
+    assert -1.0 <= arr.min() < -0.5 and 0.5 < arr.max() <= 1.0  # real faces span the [-1, 1] range
+    raw = calib.calibration_array(None, contract, num=5, baked_normalization=True)
+    np.testing.assert_allclose(calib.normalize(raw, contract), arr, atol=1e-6)
+
+
+def test_build_calibration_set_finds_and_crops_faces(tmp_path):
+    require_shared(FACES_IN_THE_WILD)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ["couple.jpg", "img1.jpg", "img17.jpg", "img27.jpg", "img43.jpg", "selfie-many-people.jpg"]
+    for name in names:
+        shutil.copy(FACES_IN_THE_WILD / name, photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "crops"
+    report = calib.build_calibration_set(photos, out, size=128, margin=0.4, progress=False)
+
+    assert report.faces_per_photo["couple.jpg"] == 2
+    assert report.faces_per_photo["selfie-many-people.jpg"] >= 2
+    assert all(report.faces_per_photo[n] >= 1 for n in names)
+    assert ("broken.jpg", "unreadable image") in report.skipped
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in report.written)  # no temp files left
+    detector = calib.face_detector()
+    for path in report.written:
+        crop = cv2.imread(str(path))
+        assert crop.shape == (128, 128, 3)
+        # The crop is centred on a face that fills about 1 / (1 + 2 * margin) of it.
+        faces = calib.detect_faces(crop, detector, min_size=24)
+        assert faces, f"no face in {path.name}"
+        x, y, w, h = faces[0]
+        assert abs(x + w / 2 - 64) < 20 and abs(y + h / 2 - 64) < 20, path.name
+        assert 0.45 < w / 128 < 0.95, path.name
+    # The crops are a usable calibration folder.
+    assert calib.calibration_array(out, dict(DEFAULT_INPUT, size=64)).shape == (len(report.written), 64, 64, 3)
+
+
+def test_build_calibration_set_without_faces_fails_clearly(tmp_path):
+    require_shared(CELEBAMASK_MINI)
+    photos = tmp_path / "masks"
+    photos.mkdir()
+    for path in sorted((CELEBAMASK_MINI / "masks").glob("*.png"))[:3]:  # real images, but no faces in them
+        shutil.copy(path, photos / path.name)
+    with pytest.raises(CalibrationError, match="no usable face"):
+        calib.build_calibration_set(photos, tmp_path / "out", progress=False)
+    result = CliRunner().invoke(cli, ["calibration", "build", "--from", str(photos), "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "error: no usable face" in result.output and "Traceback" not in result.output
+
+
+def test_calibration_cli_on_shared_photos(tmp_path):
+    require_shared(FACES_IN_THE_WILD)
+    photos = tmp_path / "p"
+    photos.mkdir()
+    for name in ("img5.jpg", "img9.jpg"):
+        shutil.copy(FACES_IN_THE_WILD / name, photos / name)
+    args = ["calibration", "build", "--from", str(photos), "--out", str(tmp_path / "c"), "--size", "96"]
+    args += ["--format", "png"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "2 face crops from 2 of 2 photos" in result.output
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["img5_face0.png", "img9_face0.png"]
+
+
+# --- the export of all four variants (shared fixture) ---------------------------------------------
+
+
+def test_export_writes_every_variant_with_sidecar(small_export, small_checkpoint):
+    report = small_export
+    assert list(report.variants) == ["fp32", "fp16", "dynamic", "int8"]
+    onnx_model = onnx.load(str(report.onnx))
+    assert onnx_model.opset_import[0].version == 17 and not [
+        t for t in onnx_model.graph.initializer if t.data_location == TensorProto.EXTERNAL
+    ]
+    assert list(report.out_dir.glob("*.data")) == []  # single file, no external data
+    sizes = {v: r.size_bytes for v, r in report.variants.items()}
+    assert sizes["fp16"] < 0.6 * sizes["fp32"] and sizes["int8"] < 0.35 * sizes["fp32"]
+    assert sizes["dynamic"] < 0.35 * sizes["fp32"]
+    for variant, result in report.variants.items():
+        side = read_sidecar(result.sidecar)
+        assert side["variant"] == variant and side["model"] == "unet-mobilenetv3-small"
+        assert side["tflite"] == result.tflite.name and side["sha256"] == sha256_file(result.tflite)
+        assert side["classes"] == list(CLASSES) and side["palette"] == PALETTE.tolist()
+        assert side["input"]["shape"] == [1, SMALL_SIZE, SMALL_SIZE, 3] and side["input"]["layout"] == "NHWC"
+        assert side["output"]["shape"] == [1, SMALL_SIZE, SMALL_SIZE, len(CLASSES)]
+        assert side["input"]["channel_order"] == "RGB" and side["input"]["mean"] == [0.5, 0.5, 0.5]
+        assert side["input"]["normalization_baked"] is False
+        assert Path(side["source_checkpoint"]) == small_checkpoint
+        # Labels inside the .tflite itself: associated labels.txt and a metadata entry.
+        assert read_embedded_labels(result.tflite) == list(CLASSES)
+        meta = read_embedded_metadata(result.tflite)
+        assert meta["classes"] == list(CLASSES) and meta["variant"] == variant and meta["input"]["size"] == SMALL_SIZE
+        if variant == "int8":
+            assert side["input"]["dtype"] == "int8" and side["output"]["dtype"] == "int8"
+            q = side["input"]["quantization"]
+            # [-1, 1] input: scale ~ 2/255 and zero point ~ 0, so the app feeds (byte - 128).
+            assert q["scale"] == pytest.approx(2 / 255, rel=0.05) and abs(q["zero_point"]) <= 2
+            assert side["output"]["quantization"]["scale"] > 0
+            assert side["export"]["calibration"]["images"] == 32
+        else:
+            assert side["input"]["dtype"] == "float32" and side["input"]["quantization"] is None
+            assert side["output"]["quantization"] is None
+    table = report.table()
+    for result in report.variants.values():
+        assert result.tflite.name in table
+    assert any("facesegtool verify" in c and str(report.out_dir) in c for c in report.next_commands())
+    assert leftovers(report.out_dir) == sorted(
+        [report.onnx.name] + [p.name for r in report.variants.values() for p in (r.tflite, r.sidecar)]
+    )
+
+
+def test_tflite_masks_agree_with_pytorch_on_real_faces(small_export, small_checkpoint):
+    require_shared(CELEBAMASK_MINI)
+    rgb, truth = val_faces(8)
+    reference = torch_masks(small_checkpoint, rgb)
+    # The small model has learnt something: its masks are not one class, and mostly right.
+    assert len(np.unique(reference)) >= 5
+    assert agreement(reference, truth) > 0.7
+    scores = {v: agreement(tflite_masks(r.tflite, rgb), reference) for v, r in small_export.variants.items()}
+    print("\ntorch vs TFLite pixel agreement on 8 val faces:", {k: f"{v:.4%}" for k, v in scores.items()})
+    assert scores["fp32"] >= 0.999
+    assert scores["fp16"] >= 0.995
+    assert scores["dynamic"] >= 0.95
+    assert scores["int8"] >= 0.90  # reported above; verify measures it per class
+
+
+def test_export_made_no_network_connection(small_export, offline):
+    """small_export ran with internet sockets blocked in this process and in onnx2tf's process."""
+    assert small_export.net_log.read_text() == ""  # and no connection was even attempted
+    with offline() as net_log:  # the block really applies to child Pythons
+        probe = subprocess.run(
+            [sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 443), timeout=2)"],
+            capture_output=True,
+            text=True,
+        )
+    assert probe.returncode != 0 and "network blocked" in probe.stderr
+    assert "192.0.2.1" in net_log.read_text()
+
+
+# --- options: uint8 I/O with normalisation baked in ----------------------------------------------
+
+
+def test_int8_uint8_io_with_baked_normalization_takes_raw_bytes(small_checkpoint, tmp_path):
+    require_shared(CELEBAMASK_MINI)
+    report = export(
+        checkpoint=small_checkpoint,
+        quant="int8",
+        out_dir=tmp_path,
+        num_calib=16,
+        io_dtype="uint8",
+        bake_normalization=True,
+        per_channel=False,
+        progress=False,
+    )
+    side = read_sidecar(report.variants["int8"].sidecar)
+    assert side["input"]["dtype"] == "uint8" and side["output"]["dtype"] == "uint8"
+    assert side["input"]["normalization_baked"] is True and side["export"]["per_channel"] is False
+    q = side["input"]["quantization"]
+    assert q["scale"] == pytest.approx(1.0, rel=0.02) and q["zero_point"] == 0  # the camera's bytes, as they are
+    rgb, _ = val_faces(4)
+    score = agreement(tflite_masks(report.variants["int8"].tflite, rgb), torch_masks(small_checkpoint, rgb))
+    print(f"\nint8 per-tensor, uint8 raw-RGB input: {score:.4%} pixels agree with torch")
+    assert score >= 0.85
+
+
+def test_int8_with_a_layer_kept_in_float(small_export, small_checkpoint, tmp_path):
+    """The remedy `facesegtool verify` proposes: name a layer of the int8 model, get it back in float."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    def tensors(path: Path) -> dict[str, str]:
+        return {d["name"]: np.dtype(d["dtype"]).name for d in Interpreter(model_path=str(path)).get_tensor_details()}
+
+    int8 = tensors(small_export.variants["int8"].tflite)
+    # Tensor names are fused op names ("model_18/tf.math.add_4/Add;model_18/tf.nn.convolution_3/convolution;...");
+    # verify names a layer by one part, as here.
+    convs = [p for n, dtype in int8.items() if dtype == "int8" for p in n.split(";") if p.endswith("/convolution")]
+    assert convs, "no int8 convolution in the int8 model"
+    layer = convs[len(convs) // 2]
+    report = export(checkpoint=small_checkpoint, quant="int8", out_dir=tmp_path, num_calib=16, float_layers=[layer],
+                    progress=False)
+    kept = tensors(report.variants["int8"].tflite)
+    key = layer.split("/", 1)[1]  # Keras's "model_N/" prefix may differ from process to process
+    assert "float32" in {dtype for n, dtype in kept.items() if any(p.split("/", 1)[-1] == key for p in n.split(";"))}
+    side = read_sidecar(report.variants["int8"].sidecar)
+    assert side["input"]["dtype"] == "int8" and side["export"]["float_layers"] == [layer]
+    rgb, _ = val_faces(4)
+    assert agreement(tflite_masks(report.variants["int8"].tflite, rgb), torch_masks(small_checkpoint, rgb)) >= 0.85
+
+
+# --- bad input and failures -------------------------------------------------------------------------
+
+
+def test_missing_and_corrupt_checkpoint_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        export(checkpoint=tmp_path / "nope.pt", out_dir=tmp_path / "out")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"truncated")
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "error: cannot read checkpoint" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(bad), "--quant", "int4"])
+    assert result.exit_code == 2 and "unknown quantization int4" in result.output
+
+
+def test_parse_quant():
+    assert parse_quant("all") == ["fp32", "fp16", "dynamic", "int8"]
+    assert parse_quant("int8,fp32") == ["fp32", "int8"]
+    assert parse_quant(["fp16"]) == ["fp16"]
+    with pytest.raises(ValueError):
+        parse_quant("")
+
+
+def test_calibration_folder_without_images_fails_before_converting(small_checkpoint, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images here")
+    out = tmp_path / "out"
+    with pytest.raises(CalibrationError, match="no usable image in calibration folder"):
+        export(checkpoint=small_checkpoint, quant="int8", calibration_dir=empty, out_dir=out, progress=False)
+    assert not out.exists() or leftovers(out) == []
+
+
+def test_unsupported_onnx_op_is_named_before_converting(tmp_path):
+    model = castlike_onnx(tmp_path / "castlike.onnx")
+    assert tfl.unsupported_ops(model) == ["CastLike"]
+    faces = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(ConversionError, match="cannot convert ONNX op.*CastLike.*replace the layer"):
+        tfl.convert(model, tmp_path / "work", ["fp32"], None, faces, progress=False)
+
+
+def test_onnx2tf_failure_in_child_is_explained(tmp_path, monkeypatch):
+    """Same model with our pre-check off: onnx2tf itself fails in the child, and the log is turned into advice."""
+    model = castlike_onnx(tmp_path / "castlike.onnx")
+    monkeypatch.setattr(tfl, "unsupported_ops", lambda path: [])
+    faces = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(ConversionError, match="cannot convert ONNX op CastLike"):
+        tfl.convert(model, tmp_path / "work", ["fp32"], None, faces, progress=False)
+    assert list((tmp_path / "work").glob("*.tflite")) == []
+
+
+def test_interrupted_export_leaves_no_partial_files(small_checkpoint, tmp_path):
+    """Ctrl-C after the first .tflite exists (in the temp dir): nothing lands in --out, the converter dies."""
+    import psutil
+
+    out = tmp_path / "out"
+    seen: list[str] = []
+
+    def interrupt_when_a_tflite_exists():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            found = list(out.glob(".export-*/*.tflite"))
+            if found:
+                seen.append(found[0].name)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt_when_a_tflite_exists, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        export(checkpoint=small_checkpoint, quant="all", out_dir=out, num_calib=8, progress=False)
+    watcher.join(timeout=5)
+    assert seen, "the export never produced a .tflite to interrupt"
+    assert leftovers(out) == []
+    workers = [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert workers == []
