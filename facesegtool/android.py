@@ -17,13 +17,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .effects import Effects, apply_effects, colour_mask, overlay, resize_mask_nearest
 from .labels import CLASSES, PALETTE
 
@@ -42,15 +41,8 @@ class AndroidError(ValueError):
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the assets are ordinary project files
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Path, Path]:

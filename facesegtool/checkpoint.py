@@ -19,13 +19,13 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from .atomic import atomic_path
 from .labels import CLASSES
 from .models import create_model
 
@@ -77,14 +77,8 @@ def save_checkpoint(ckpt: dict, path: str | Path, half: bool = False) -> Path:
         ckpt["state_dict"] = {
             k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()
         }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

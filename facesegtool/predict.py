@@ -18,7 +18,6 @@ The class mask is brought back to the image with the same nearest-neighbour rule
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import write_bytes_atomic
 from .effects import NO_EFFECTS, Effects, apply_effects, colour_mask, overlay, parse_effects, resize_mask_nearest
 from .labels import CLASSES, PALETTE
 
@@ -238,15 +238,7 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise PredictError(f"cannot encode {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary pictures
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data.tobytes())
 
 
 @dataclass

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .labels import CLASSES, PALETTE, colorize
 
 if TYPE_CHECKING:
@@ -165,25 +164,13 @@ def summary_text(result: VerifyResult) -> str:
 # --- files ------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    _write_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _pyplot():
@@ -287,7 +274,7 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
             diagnosis_figure(m, out / name)
             pictures.setdefault(m.name, []).append(name)
     drops_figure(result, out / "drops.png")
-    _write_atomic(out / "verify.json", (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    write_bytes_atomic(out / "verify.json", (json.dumps(result.to_dict(), indent=2) + "\n").encode())
 
     f = result.faces
     md = [
@@ -332,5 +319,5 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
         md += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
     md += ["Machine-readable: [verify.json](verify.json)", ""]
     report = out / "report.md"
-    _write_atomic(report, "\n".join(md).encode())
+    write_bytes_atomic(report, "\n".join(md).encode())
     return report

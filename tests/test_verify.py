@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, SMALL_SIZE, require_shared
 
-from facesegtool.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from facesegtool.checkpoint import read_checkpoint, save_checkpoint
 from facesegtool.cli import main
 from facesegtool.tflite_runner import TFLiteModelError
 from facesegtool.verify import VerifyError, open_faces, verify

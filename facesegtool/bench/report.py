@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ..atomic import atomic_path, write_bytes_atomic
 
 FORMAT = "facesegtool-bench"
 VERSION = 1
@@ -56,18 +56,6 @@ def add_ratios(report: dict) -> None:
         r["vs_reference"] = round(t / ref, 3) if ref and t is not None and r["status"] == "ok" else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def report_stem(report: dict) -> str:
     serial = report["device"].get("serial")
     return f"bench_{report['kind']}" + (f"_{_safe(serial)}" if serial else "")
@@ -81,7 +69,7 @@ def save_report(report: dict, out_dir: str | Path) -> Path:
     """Write <out_dir>/bench_<kind>[_<serial>].json atomically; called after every measured row."""
     add_ratios(report)
     path = Path(out_dir) / f"{report_stem(report)}.json"
-    _atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     return path
 
 
@@ -242,15 +230,9 @@ def plot_report(report: dict, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
     return path

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..labels import CLASSES, PALETTE
 
 SPLITS = ("train", "val")
@@ -49,11 +49,9 @@ def plot_frequencies(manifest: dict, png: str | Path) -> Path:
     ax.legend(loc="center right", handles=[Patch(facecolor="white", edgecolor="black", label="train"),
                                            Patch(facecolor="white", edgecolor="black", hatch="//", label="val")])
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, png)
     return png
 
 

@@ -11,8 +11,6 @@ Two jobs:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_path, write_bytes_atomic
 from ..checkpoint import REPO_ROOT
 
 CALIBRATION_DIR = REPO_ROOT / "calibration"
@@ -91,15 +90,8 @@ def calibration_array(
 
 def save_npy(array: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(array, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array, dtype=np.float32))
     return path
 
 
@@ -178,15 +170,7 @@ def _write_image(path: Path, bgr: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix, bgr, [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix == ".jpg" else [])
     if not ok:
         raise OSError(f"cannot encode {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def build_calibration_set(

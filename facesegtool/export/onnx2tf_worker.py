@@ -56,6 +56,9 @@ def main(spec_path: str) -> int:
         # onnx2tf checks its ops on sample input, our face crops in 0..1 (see tflite.py);
         # "denorm" scales them by 255 when the model takes raw RGB.
         check_onnx_tf_outputs_sample_data_normalization="denorm" if spec["baked_normalization"] else "norm",
+        # Grouped convs (RegSeg's group width 16) otherwise become a TF op that fails to trace
+        # into a SavedModel ("untracked resource"); split convs convert and match torch to 1e-6.
+        disable_group_convolution=True,
         verbosity="info",
     )
     if model is None:

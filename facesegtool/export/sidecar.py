@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import write_bytes_atomic
 
 FORMAT = "facesegtool-sidecar"
 VERSION = 1
@@ -66,7 +66,8 @@ def tensor_details(tflite: str | Path) -> tuple[dict, dict]:
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_path=str(tflite))
+        # From bytes, not a path: a truncated file mapped by path can crash the process (SIGBUS).
+        interpreter = Interpreter(model_content=Path(tflite).read_bytes())
     except Exception as exc:
         raise SidecarError(f"{tflite}: not a loadable TFLite model: {exc}") from exc
     result = []
@@ -133,16 +134,7 @@ def make_sidecar(
 def write_sidecar(sidecar: dict, path: str | Path) -> Path:
     """Atomic write (temp file, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; an export is meant to be shared
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(sidecar, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, (json.dumps(sidecar, indent=1) + "\n").encode())
     return path
 
 

@@ -19,11 +19,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..atomic import write_bytes_atomic
 from ..checkpoint import default_checkpoint, load_model
 from ..data.dataset import FaceParsingDataset
 from ..labels import CLASSES, PALETTE, colorize
 from ..metrics import ConfusionMeter, SegmentationScores
-from .loop import write_atomic
 
 
 @dataclass
@@ -112,14 +112,14 @@ def evaluate(
         "scores": scores.as_dict(),
         "latency_ms": latency,
     }
-    write_atomic(files["scores"], json.dumps(report, indent=1).encode())
+    write_bytes_atomic(files["scores"], json.dumps(report, indent=1).encode())
     table = (
         f"{ckpt['model']['name']} on {data_dir} ({split}, {len(ds)} images, {size}px)\n{scores.table()}\n"
         f"PyTorch CPU latency, batch 1, {threads} thread(s): median {latency['median']:.1f} ms (p90 {latency['p90']:.1f})\n"
     )
-    write_atomic(files["table"], table.encode())
-    write_atomic(files["confusion"], plot_confusion(scores))
-    write_atomic(files["overlays"], overlay_sheet(shown))
+    write_bytes_atomic(files["table"], table.encode())
+    write_bytes_atomic(files["confusion"], plot_confusion(scores))
+    write_bytes_atomic(files["overlays"], overlay_sheet(shown))
     return EvalResult(scores=scores, latency_ms=latency, out=out, files=files)
 
 

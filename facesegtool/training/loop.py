@@ -19,7 +19,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from ..atomic import write_bytes_atomic
 from ..checkpoint import DEFAULT_INPUT, make_checkpoint, read_checkpoint, save_checkpoint
 from ..data.augment import build_augmentation
 from ..data.dataset import FaceParsingDataset, load_prepared, seed_worker
@@ -295,24 +295,13 @@ def _history_row(epoch, train_loss, val_loss, lr, scores: SegmentationScores, se
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_metrics_csv(history: list[dict], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[0].keys()))
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in row.items()})
-    write_atomic(path, buf.getvalue().encode())
+    write_bytes_atomic(path, buf.getvalue().encode())
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
@@ -346,7 +335,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 # --- the loop ------------------------------------------------------------------------------------
