@@ -515,7 +515,8 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
 def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) -> None:
     """Colour mask, overlay and beauty-effect images for photos, folders and videos.
 
-    Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video).
+    Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video), and
+    OUT/sheet.jpg with every image's overlay and effect side by side.
 
     \b
     Examples:
@@ -544,6 +545,8 @@ def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) ->
             found = f", {p.frames} frames"
         click.echo(f"{p.input}{found} -> {', '.join(str(f.name) for f in p.outputs.values())}")
     click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}")
+    if report.sheet:
+        click.echo(f"contact sheet (overlay | effect per image): {report.sheet}")
 
 
 @main.group()

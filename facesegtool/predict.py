@@ -256,6 +256,31 @@ class PredictReport:
     model: str
     out_dir: Path
     predictions: list[Prediction]
+    sheet: Path | None = None  # contact sheet of the image results
+
+
+def contact_sheet(predictions: Sequence[Prediction], path: Path, tile: int = 240, columns: int = 2) -> Path | None:
+    """One JPEG to look at: per image, its overlay and effect side by side, tiles in a grid."""
+    rows = []
+    for p in predictions:
+        if p.kind != "image":
+            continue
+        pair = []
+        for name in ("overlay", "effect"):
+            if name in p.outputs:
+                bgr = cv2.imread(str(p.outputs[name]), cv2.IMREAD_COLOR)
+                pair.append(cv2.resize(bgr, (round(bgr.shape[1] * tile / bgr.shape[0]), tile), interpolation=cv2.INTER_AREA))
+        rows.append(np.hstack(pair))
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1] + 4), (0, 0)), constant_values=255) for r in rows]
+    rows += [np.full_like(rows[0], 255)] * (-len(rows) % columns)
+    grid = np.vstack([np.hstack(rows[i:i + columns]) for i in range(0, len(rows), columns)])
+    ok, data = cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise PredictError(f"cannot encode {path}")
+    return write_bytes_atomic(path, data.tobytes())
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -394,4 +419,4 @@ def predict(
             results.append(predict_video(f, stem, out, segmenter, detector, effects, alpha, progress))
         else:
             results.append(predict_image(f, stem, out, segmenter, detector, effects, alpha))
-    return PredictReport(segmenter.description, out, results)
+    return PredictReport(segmenter.description, out, results, contact_sheet(results, out / "sheet.jpg"))

@@ -56,6 +56,18 @@ def test_face_crop_finds_the_faces_and_writes_three_pictures(wild_predictions):
             assert read_rgb(path).shape == rgb.shape, f"{kind} picture has the photo's size"
 
 
+def test_contact_sheet_shows_each_overlay_and_effect(wild_predictions):
+    sheet = read_rgb(wild_predictions.sheet)
+    assert wild_predictions.sheet.name == "sheet.jpg"
+    n = len(wild_predictions.predictions)
+    assert sheet.shape[0] == -(-n // 2) * (240 + 4)  # two tiles a row, 240 px high, 4 px gutters
+    first = wild_predictions.predictions[0]
+    overlay = read_rgb(first.outputs["overlay"])
+    overlay = cv2.resize(overlay, (round(overlay.shape[1] * 240 / overlay.shape[0]), 240), interpolation=cv2.INTER_AREA)
+    tile = sheet[:240, : overlay.shape[1]].astype(int)
+    assert np.abs(tile - overlay).mean() < 6  # JPEG, not exact
+
+
 @pytest.mark.parametrize("photo, faces", [("couple.jpg", 2), ("img3.jpg", 1), ("selfie-many-people.jpg", 3)])
 def test_face_detector_counts_real_faces(photo, faces):
     """img3: a necklace the default cascade takes for a face; the second cascade does not agree."""

@@ -53,7 +53,7 @@ def add_ratios(report: dict) -> None:
     refs = {r["threads"]: row_time(r) for r in report["results"] if r.get("is_reference") and r["status"] == "ok"}
     for r in report["results"]:
         ref, t = refs.get(r["threads"]), row_time(r)
-        r["vs_reference"] = round(t / ref, 3) if ref and t is not None and r["status"] == "ok" else None
+        r["vs_reference"] = float(f"{t / ref:.4g}") if ref and t is not None and r["status"] == "ok" else None
 
 
 def report_stem(report: dict) -> str:
