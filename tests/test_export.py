@@ -262,12 +262,13 @@ def test_export_made_no_network_connection(small_export, offline):
 # --- options: uint8 I/O with normalisation baked in ----------------------------------------------
 
 
-def test_int8_uint8_io_with_baked_normalization_takes_raw_bytes(small_checkpoint, tmp_path):
+def test_int8_uint8_io_with_baked_normalization_takes_raw_bytes(small_checkpoint, tmp_path, monkeypatch):
     require_shared(CELEBAMASK_MINI)
+    monkeypatch.chdir(tmp_path)  # a relative --out, like the CLI's default exports/default
     report = export(
         checkpoint=small_checkpoint,
         quant="int8",
-        out_dir=tmp_path,
+        out_dir="exports/raw",
         num_calib=16,
         io_dtype="uint8",
         bake_normalization=True,

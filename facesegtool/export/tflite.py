@@ -119,7 +119,7 @@ def convert(
             "list of supported ops), or export the ONNX with another opset (--opset)"
         )
 
-    work = Path(work_dir)
+    work = Path(work_dir).resolve()  # the worker runs with work as its cwd: every path must be absolute
     work.mkdir(parents=True, exist_ok=True)
     write_onnx2tf_sample(sample_faces, work / ONNX2TF_SAMPLE_FILE)
     calib_path = save_npy(calibration, work / "calibration.npy") if calibration is not None else None
