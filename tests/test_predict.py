@@ -173,7 +173,9 @@ def test_cli_predict_and_errors(small_checkpoint, tmp_path):
                                "--out", str(tmp_path), "--face-crop", "--effect", "lips=#C02040,brows", "--alpha", "0.7"])
     assert res.exit_code == 0, res.output
     assert "1 face(s)" in res.output
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["img5_effect.png", "img5_mask.png", "img5_overlay.png"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["img5_effect.png", "img5_mask.png", "img5_overlay.png",
+                                                          "sheet.jpg"]
+    assert f"contact sheet (overlay | effect per image): {tmp_path / 'sheet.jpg'}" in res.output
     for args, message in (
         (["predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(small_checkpoint)], "no such file"),
         (["predict", str(FACES_IN_THE_WILD / "img5.jpg"), "--checkpoint", str(small_checkpoint), "--effect", "hat=#000000"],
