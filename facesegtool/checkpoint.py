@@ -89,10 +89,22 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that is not plain data
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {_load_failure(exc)}. It must be a facesegtool checkpoint "
+            "(written by `facesegtool train`); files are loaded with weights_only=True and code in them never runs"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facesegtool checkpoint (no 'format': '{FORMAT}')")
     return ckpt
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch's own reason, without its advice to retry with weights_only=False (unsafe)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return "not plain tensors and data (" + " ".join(text.split()) + ")"
+    return " ".join(text.split()).rstrip(".") or type(exc).__name__
 
 
 def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:

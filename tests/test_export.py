@@ -325,6 +325,24 @@ def test_missing_and_corrupt_checkpoint_give_clear_errors(tmp_path):
     assert result.exit_code == 2 and "unknown quantization int4" in result.output
 
 
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_with_code_in_it_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "facesegtool-checkpoint", "state_dict": _RunsCodeWhenUnpickled(marker)}, evil)
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(evil), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "cannot read checkpoint" in result.output
+    assert "never runs" in result.output and "weights_only=False" not in result.output  # no unsafe advice
+    assert not marker.exists()
+
+
 def test_parse_quant():
     assert parse_quant("all") == ["fp32", "fp16", "dynamic", "int8"]
     assert parse_quant("int8,fp32") == ["fp32", "int8"]
