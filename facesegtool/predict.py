@@ -249,6 +249,7 @@ class Prediction:
     faces: int  # faces found (image), or frames with a face (video)
     frames: int = 1
     class_pixels: dict[str, int] = field(default_factory=dict)  # image: pixels per class in the mask
+    thumbnail: np.ndarray | None = None  # image: overlay | effect, RGB, SHEET_TILE px high, for the contact sheet
 
 
 @dataclass
@@ -259,18 +260,20 @@ class PredictReport:
     sheet: Path | None = None  # contact sheet of the image results
 
 
-def contact_sheet(predictions: Sequence[Prediction], path: Path, tile: int = 240, columns: int = 2) -> Path | None:
+SHEET_TILE = 240  # contact sheet row height, px
+
+
+def _thumbnail(rendered: Rendered) -> np.ndarray:
+    """Overlay and effect side by side at SHEET_TILE px high (kept in memory: the sheet re-reads nothing)."""
+    pair = [img for img in (rendered.overlay, rendered.effect) if img is not None]
+    h, w = pair[0].shape[:2]
+    size = (round(w * SHEET_TILE / h), SHEET_TILE)
+    return np.hstack([cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in pair])
+
+
+def contact_sheet(predictions: Sequence[Prediction], path: Path, columns: int = 2) -> Path | None:
     """One JPEG to look at: per image, its overlay and effect side by side, tiles in a grid."""
-    rows = []
-    for p in predictions:
-        if p.kind != "image":
-            continue
-        pair = []
-        for name in ("overlay", "effect"):
-            if name in p.outputs:
-                bgr = cv2.imread(str(p.outputs[name]), cv2.IMREAD_COLOR)
-                pair.append(cv2.resize(bgr, (round(bgr.shape[1] * tile / bgr.shape[0]), tile), interpolation=cv2.INTER_AREA))
-        rows.append(np.hstack(pair))
+    rows = [cv2.cvtColor(p.thumbnail, cv2.COLOR_RGB2BGR) for p in predictions if p.thumbnail is not None]
     if not rows:
         return None
     width = max(r.shape[1] for r in rows)
@@ -332,7 +335,7 @@ def predict_image(
         _write_image(outputs["effect"], rendered.effect)
     counts = np.bincount(parsed.mask.ravel(), minlength=len(segmenter.classes))
     pixels = {name: int(counts[i]) for i, name in enumerate(segmenter.classes)}
-    return Prediction(path, "image", outputs, len(parsed.faces), 1, pixels)
+    return Prediction(path, "image", outputs, len(parsed.faces), 1, pixels, _thumbnail(rendered))
 
 
 def predict_video(
