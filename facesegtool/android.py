@@ -121,6 +121,9 @@ GOLDEN_EFFECTS = Effects(hair=(128, 64, 192), lips=(192, 32, 64), brows=(80, 56,
 GOLDEN_ALPHAS = (0.6, 1.0)
 GOLDEN_UPSCALE = (200, 150)  # (height, width) the mask is resized to, nearest (as predict does)
 GOLDEN_RESIZE = (80, 96)  # (height, width) of the bilinear resize check against cv2
+GOLDEN_FRAMES = 5  # frames of the temporal smoothing check
+SMOOTH_SIZE = 48  # their side (px)
+GOLDEN_STRENGTH = 0.6
 
 
 def _sidecar(dtype: str, quant_in: dict | None, quant_out: dict | None, size: int) -> dict:
@@ -157,6 +160,22 @@ def _sidecar(dtype: str, quant_in: dict | None, quant_out: dict | None, size: in
     }
 
 
+def _noisy_logits(mask: np.ndarray, seed: int) -> np.ndarray:
+    """H x W x C float32 logits that a model unsure at borders and in blobs might give for `mask`:
+    4 x the blurred one-hot truth plus spatially correlated unit noise, on a 1/16 grid."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = mask.shape
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[np.minimum(mask, len(CLASSES) - 1)]
+    # Soft class evidence (blurred one-hot: borders are uncertain) plus spatially correlated noise.
+    evidence = cv2.GaussianBlur(onehot, (0, 0), 1.0)
+    noise = cv2.GaussianBlur(rng.normal(0.0, 1.0, (h, w, len(CLASSES))).astype(np.float32), (0, 0), 1.5)
+    noise *= 1.0 / noise.std()
+    logits = np.round((4.0 * evidence + noise) * 16) / 16
+    return logits.astype(np.float32)
+
+
 def write_golden_inputs(out_dir: Path, image: np.ndarray, mask: np.ndarray, seed: int = 0) -> None:
     """The golden inputs from a real face (RGB GOLDEN_SIZE^2) and its ground-truth 11-class mask.
 
@@ -167,18 +186,9 @@ def write_golden_inputs(out_dir: Path, image: np.ndarray, mask: np.ndarray, seed
     do not depend on any trained model. int8 logits: scale 1/8, zero point -8 (coarser than the
     grid, so rounding creates more ties and the int8 mask differs from the float one a little).
     """
-    import cv2
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     h, w = mask.shape
-    onehot = np.eye(len(CLASSES), dtype=np.float32)[np.minimum(mask, len(CLASSES) - 1)]
-    # Soft class evidence (blurred one-hot: borders are uncertain) plus spatially correlated noise.
-    evidence = cv2.GaussianBlur(onehot, (0, 0), 1.0)
-    noise = cv2.GaussianBlur(rng.normal(0.0, 1.0, (h, w, len(CLASSES))).astype(np.float32), (0, 0), 1.5)
-    noise *= 1.0 / noise.std()
-    logits = np.round((4.0 * evidence + noise) * 16) / 16
-    logits = logits.astype(np.float32)[None]
+    logits = _noisy_logits(mask, seed)[None]
     q_out = {"scale": 0.125, "zero_point": -8}
     q = np.clip(np.rint(logits / q_out["scale"]) + q_out["zero_point"], -128, 127).astype(np.int8)
     write_pnm(out_dir / "input.ppm", image)
@@ -189,6 +199,29 @@ def write_golden_inputs(out_dir: Path, image: np.ndarray, mask: np.ndarray, seed
     for dtype, qi, qo in (("float32", None, None), ("int8", q_in, q_out)):
         text = json.dumps(_sidecar(dtype, qi, qo, w), indent=1)
         (out_dir / f"sidecar_{dtype}.json").write_text(text + "\n")
+
+
+def write_steady_golden_inputs(out_dir: Path, mask: np.ndarray) -> None:
+    """Golden inputs for the whole-head merge and the temporal smoothing, from the golden face's
+    ground truth (GOLDEN_SIZE^2):
+
+    * logits_wide_float32: the wide pass, the face's truth shrunk into its window of a wide box
+      whose outside mirrors it (hair and skin run past the crop's edges), made noisy as above;
+    * frames_float32: GOLDEN_FRAMES frames of SMOOTH_SIZE^2 logits of the same face, each with its
+      own noise; frame 3 is the face upside down (a scene cut), frame 4 upright again (another).
+    """
+    import cv2
+
+    from .head import WIDE, window
+
+    size = mask.shape[0]
+    ox, oy = window(size)
+    canvas = cv2.copyMakeBorder(mask, oy, WIDE * size - size - oy, ox, WIDE * size - size - ox, cv2.BORDER_REFLECT)
+    wide = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_NEAREST)
+    _write_tensor(out_dir / "logits_wide_float32.f32.gz", _noisy_logits(wide, seed=1)[None])
+    small = cv2.resize(mask, (SMOOTH_SIZE, SMOOTH_SIZE), interpolation=cv2.INTER_NEAREST)
+    frames = [_noisy_logits(small[::-1] if t == 3 else small, seed=2 + t) for t in range(GOLDEN_FRAMES)]
+    _write_tensor(out_dir / "frames_float32.f32.gz", np.stack(frames))
 
 
 class _SidecarOnly:
@@ -275,9 +308,50 @@ def write_golden_expectations(golden_dir: Path) -> list[Path]:
     put("mask_upscaled.pgm", resize_mask_nearest(mask, *GOLDEN_UPSCALE))
     # Java's bilinear resize is checked against OpenCV's within +-1 (OpenCV rounds in fixed point).
     put("resize_bilinear.ppm", cv2.resize(image, GOLDEN_RESIZE[::-1], interpolation=cv2.INTER_LINEAR))
+    written += _steady_expectations(golden_dir, cases, h)
     (golden_dir / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     written.append(golden_dir / "cases.json")
     return written
+
+
+def _steady_expectations(golden_dir: Path, cases: dict, size: int) -> list[Path]:
+    """What the whole-head merge, the int8 dequantization and the smoothing make of their inputs."""
+    from .head import merge_head
+    from .tflite_runner import TFLiteModel
+    from .video import ScoreSmoother
+
+    n = len(CLASSES)
+    detail = _read_tensor(golden_dir / "logits_float32.f32.gz", "float32", (1, size, size, n))[0]
+    wide = _read_tensor(golden_dir / "logits_wide_float32.f32.gz", "float32", (1, size, size, n))[0]
+    merged = merge_head(detail, wide)
+    write_pnm(golden_dir / "head_mask.pgm", merged.argmax(-1).astype(np.uint8))
+    # Dequantized int8 output, the scores the phone smooths and merges.
+    sidecar = json.loads((golden_dir / "sidecar_int8.json").read_text())
+    q = sidecar["output"]["quantization"]
+    q8 = _read_tensor(golden_dir / "logits_int8.i8.gz", "int8", (1, size, size, n))
+    scores = TFLiteModel.dequantize(None, q8, {"quantization": (q["scale"], q["zero_point"])})  # type: ignore[arg-type]
+    _write_tensor(golden_dir / "scores_int8.f32.gz", scores)
+    frames = _read_tensor(golden_dir / "frames_float32.f32.gz", "float32", (GOLDEN_FRAMES, SMOOTH_SIZE, SMOOTH_SIZE, n))
+    smoother = ScoreSmoother(GOLDEN_STRENGTH)
+    smoothed, restarts = [], []
+    for f in frames:
+        state = smoother(f)
+        smoothed.append(state.argmax(-1).astype(np.uint8))
+        restarts.append(smoother.restarts)
+    write_pnm(golden_dir / "smooth_masks.pgm", np.concatenate(smoothed, 0))
+    _write_tensor(golden_dir / "smooth_last.f32.gz", state)
+    cases["head"] = {"detail": "logits_float32.f32.gz", "wide": "logits_wide_float32.f32.gz", "mask": "head_mask.pgm"}
+    cases["scores_int8"] = "scores_int8.f32.gz"
+    cases["smooth"] = {
+        "frames": "frames_float32.f32.gz",
+        "shape": [GOLDEN_FRAMES, SMOOTH_SIZE, SMOOTH_SIZE, n],
+        "strength": GOLDEN_STRENGTH,
+        "cut": smoother.cut,
+        "masks": "smooth_masks.pgm",
+        "last": "smooth_last.f32.gz",
+        "restarts": restarts,
+    }
+    return [golden_dir / f for f in ("head_mask.pgm", "scores_int8.f32.gz", "smooth_masks.pgm", "smooth_last.f32.gz")]
 
 
 def golden_face(stem: str, size: int = GOLDEN_SIZE, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

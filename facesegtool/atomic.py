@@ -1,5 +1,8 @@
 """Atomic file writes: a temp file beside the target, renamed onto it only once complete,
-so an interrupted run never leaves a half-written checkpoint, model, report or picture."""
+so an interrupted run never leaves a half-written checkpoint, model, report or picture.
+
+Output folders are checked before long work starts (`check_writable_dir`), and a write that
+fails names the file or folder the user asked for, never the hidden temp file."""
 
 from __future__ import annotations
 
@@ -10,12 +13,50 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class OutputError(OSError):
+    """An output path cannot be written; the message names it and says what to do."""
+
+
+def check_writable_dir(path: str | Path, option: str = "--out") -> Path:
+    """Raise OutputError unless `path` is, or can be created as, a folder this process can write to.
+
+    Creates nothing, so a run that stops later for another reason leaves no empty folder behind.
+    """
+    path = Path(path)
+    reason = _unwritable_reason(path)
+    if reason:
+        raise OutputError(f"{option} {path}: {reason}; choose another {option}")
+    return path
+
+
+def _unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (created if needed), or None when they can."""
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        return f"{existing} is a broken link"
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    reason = _unwritable_reason(path.parent) or exc.strerror or str(exc)
+    return OutputError(f"cannot write {path}: {reason}; choose another output folder")
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temp path next to `path`; it replaces `path` if the block succeeds and is removed if not."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as exc:  # name the file asked for, not the hidden temp file
+        raise _output_error(path, exc) from None
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes it private; artifacts are meant to be read and shared
     try:
@@ -28,5 +69,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:  # e.g. disk full
+            raise _output_error(Path(path), exc) from None
     return Path(path)

@@ -19,6 +19,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ DEFAULT_INPUT = {"size": 256, "channel_order": "RGB", "mean": [0.5, 0.5, 0.5], "
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model (cwd-relative)
 
 
 class CheckpointError(RuntimeError):
@@ -90,8 +93,8 @@ def read_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that is not plain data
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {_load_failure(exc)}. It must be a facesegtool checkpoint "
-            "(written by `facesegtool train`); files are loaded with weights_only=True and code in them never runs"
+            f"cannot read checkpoint {path}: {_load_failure(exc)}; give a checkpoint written by `facesegtool train` "
+            "(code in a checkpoint never runs here: only tensors and plain data are read)"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facesegtool checkpoint (no 'format': '{FORMAT}')")
@@ -99,12 +102,15 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def _load_failure(exc: Exception) -> str:
-    """torch's own reason, without its advice to retry with weights_only=False (unsafe)."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
-        return "not plain tensors and data (" + " ".join(text.split()) + ")"
-    return " ".join(text.split()).rstrip(".") or type(exc).__name__
+    """Why torch.load refused the file, in our words: never torch's advice to retry with weights_only=False,
+    which would run whatever code the file holds."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "WeightsUnpickler" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return f"it holds Python code or objects ({found.group(1)}), not only tensors and plain data, so it was refused"
+        return "not tensors and plain data as a checkpoint holds them (corrupt, truncated, or another kind of file)"
+    return text.rstrip(".") or type(exc).__name__
 
 
 def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:

@@ -18,10 +18,26 @@ Examples:
   facesegtool bench --device host
   facesegtool bench --device adb --benchmark-binary ./benchmark_model
   facesegtool predict photo.jpg --face-crop --effect hair=#8040C0
+  facesegtool sweep models/sweeps/weights.yaml --out runs/sweep-weights
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Tool(click.Group):
+    """The top-level group: an output that cannot be written, in any command, is a one-line error."""
+
+    def invoke(self, ctx: click.Context):
+        from .atomic import OutputError
+
+        try:
+            return super().invoke(ctx)
+        except OutputError as exc:
+            fail(str(exc))
+        except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            # a path the command did not check itself: still one line, naming it
+            fail(f"{exc.filename}: {exc.strerror}; check the path and its permissions")
+
+
+@click.group(cls=_Tool, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="facesegtool")
 def main() -> None:
     """Face parsing from PyTorch to an Android phone: prepare data, train, export to TFLite,
@@ -30,8 +46,17 @@ def main() -> None:
 
 def fail(message: str) -> None:
     """Print a clear error (no traceback) and exit non-zero."""
+    _close_progress_bars()
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(2)
+
+
+def _close_progress_bars() -> None:
+    """An error raised inside a loop leaves its tqdm bar open: close it, so the error gets a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 # --- data: prepare / stats -------------------------------------------------------------------
@@ -40,6 +65,29 @@ def fail(message: str) -> None:
 @main.group()
 def data() -> None:
     """Prepare face-parsing datasets (11 classes) and look at their class frequencies."""
+
+
+@data.command("carve")
+@click.argument("prepared", type=click.Path(file_okay=False))
+@click.option("--holdout", type=int, default=80, show_default=True, help="Train faces moved to the dev split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The carved set (links to PREPARED).")
+def data_carve(prepared, holdout, seed, out) -> None:
+    """Carve a dev split from train (the set's val faces are left out), to choose recipes without val.
+
+    \b
+    Example:
+      facesegtool data carve prepared/celeba256 --holdout 80 --out prepared/celeba256-dev
+    """
+    from .data.carve import carve_dev_split
+    from .data.dataset import PreparedDataError
+
+    try:
+        manifest = carve_dev_split(prepared, out, holdout, seed)
+    except (PreparedDataError, OSError) as exc:
+        fail(str(exc))
+    n = {s: sum(it["split"] == s for it in manifest["items"]) for s in ("train", "val")}
+    click.echo(f"wrote {out}: {n['train']} train / {n['val']} dev (as its val split); {prepared}'s val faces left out")
 
 
 @data.command("prepare")
@@ -188,8 +236,15 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
 @click.option("--threads", type=int, default=None, help="torch intra-op threads [default: torch's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt (its recipe; fresh start if none).")
+@click.option("--pretrained", type=click.Choice(["imagenet", "none"]), default=None,
+              help="Encoder init [default: imagenet where the model has ImageNet weights, else none].")
+@click.option("--extra-train", multiple=True, type=click.Path(), metavar="DIR",
+              help="Another prepared dir whose train items join training, e.g. from `pseudo-label` (repeatable).")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from this checkpoint's weights (same model), e.g. to fine-tune a teacher on pseudo-labels.")
 def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_decay, epochs, batch_size, size, scheduler,
-              patience, augment, seed, activation, model_arg, loss_arg, channels_last, workers, threads, device, resume) -> None:
+              patience, augment, seed, activation, model_arg, loss_arg, channels_last, workers, threads, device, resume,
+              pretrained, extra_train, init) -> None:
     """Train a segmentation model on a prepared dataset (resumable; DDP under torchrun).
 
     \b
@@ -209,7 +264,7 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
         data=data_dir, out=out_dir, model=model, model_kwargs=model_kwargs, loss=loss, loss_kwargs=_key_values(loss_arg, "--loss-arg"),
         weights=weights, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
         size=size, scheduler=scheduler, patience=patience, augment=augment, seed=seed, channels_last=channels_last,
-        workers=workers, threads=threads, device=device, resume=resume,
+        workers=workers, threads=threads, device=device, resume=resume, pretrained=pretrained, extra_train=list(extra_train), init=init,
     )
     try:
         result = train(config)
@@ -219,6 +274,38 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
         f"best val macro F1 (no bg) {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}"
         f"{' (early stop)' if result.stopped_early else ''}; checkpoints: {result.best_path}, {result.last_path}"
     )
+
+
+@main.command("pseudo-label")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="The teacher checkpoint (never shipped).")
+@click.option("--images", "image_dirs", required=True, multiple=True, type=click.Path(file_okay=False),
+              help="Folder of unlabelled face crops (repeatable).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Prepared set to write (all train).")
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Side in px [default: the teacher's input size].")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="Keep a pixel when the teacher's top probability reaches this; the rest is ignore (255).")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Average with the mirrored pass.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
+def pseudo_label_cmd(checkpoint, image_dirs, out, size, threshold, flip, limit) -> None:
+    """Label unlabelled faces with a teacher for self-training (`train --extra-train OUT`).
+
+    \b
+    Example:
+      facesegtool pseudo-label --checkpoint runs/teacher/last.pt \\
+        --images ../shared/data/faces-unlabelled/celebahq-2 --out prepared/pseudo256
+    """
+    from .checkpoint import CheckpointError
+    from .data.pseudo_label import pseudo_label
+    from .data.source import DataError
+
+    try:
+        summary = pseudo_label(checkpoint, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit)
+    except (CheckpointError, DataError, OSError, ValueError) as exc:
+        fail(str(exc))
+    for item in summary.skipped:
+        click.echo(f"skipped {item['file']}: {item['reason']}", err=True)
+    per_class = ", ".join(f"{c} {v:.2f}" for c, v in summary.kept_by_class.items())
+    click.echo(f"wrote {summary.out}: {summary.images} faces, {summary.kept_fraction:.1%} of pixels kept (by class: {per_class})")
 
 
 @main.command("eval")
@@ -297,6 +384,12 @@ def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per
     from .checkpoint import CheckpointError
     from .export import CalibrationError, ConversionError, ExportError, export, parse_quant
 
+    if json_path:
+        from pathlib import Path
+
+        from .atomic import check_writable_dir
+
+        check_writable_dir(Path(json_path).resolve().parent, "--json")  # before the export, not after it
     try:
         variants = parse_quant(quant)
         report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
@@ -309,8 +402,9 @@ def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per
         fail("interrupted; nothing was written to the output folder")
     click.echo(report.table())
     if json_path:
-        with open(json_path, "w") as f:
-            jsonlib.dump(report.as_dict(), f, indent=1)
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(json_path, jsonlib.dumps(report.as_dict(), indent=1).encode())
     click.echo("next:\n" + "\n".join(f"  {cmd}" for cmd in report.next_commands()))
 
 
@@ -361,7 +455,7 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
               help="Verify every .tflite in this folder [default: exports/default].")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Prepared dir, images/ + masks/ (CelebAMask ids) folder, or plain images (agreement only) "
-                   "[default: ../shared/data/celebamask-mini].")
+                   "[default: ../shared/data/celebamask-mini; without it the shipped calibration/ crops, agreement only].")
 @click.option("--split", default="val", show_default=True, help="Split to use (prepared manifest or SPLIT.txt).")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Gate: largest macro IoU drop allowed, as an IoU fraction (0.01 = 1 point).")
@@ -373,7 +467,10 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N faces.")
 @click.option("--threads", "num_threads", type=click.IntRange(min=1), default=None,
               help="TFLite interpreter threads [default: the interpreter's].")
-@click.option("--diagnose", is_flag=True, help="Diagnose every int8 model, not only those that fail the gate.")
+@click.option("--diagnose", is_flag=True,
+              help="Diagnose every int8 model (not only those that fail the gate) and check every fp32 model's "
+                   "conversion: name the first ONNX node whose TFLite output differs (one conversion when exact, "
+                   "~log2(nodes) when not).")
 @click.option("--try-remedies", is_flag=True,
               help="Re-export diagnosed int8 models with each remedy and measure it (slow: one export each).")
 def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_class_drop, report_dir, as_json,
@@ -392,7 +489,7 @@ def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_cl
 
     from .checkpoint import CheckpointError
     from .tflite_runner import TFLiteModelError
-    from .verify import VerifyError, verify
+    from .verify import VerifyError, summary_text, verify
 
     if tflite and export_dir:
         fail("give --tflite FILE... or --export-dir DIR, not both")
@@ -406,7 +503,7 @@ def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_cl
     if as_json:
         click.echo(jsonlib.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(result.summary(), nl=False)
+        click.echo(summary_text(result), nl=False)
     if report_dir:
         click.echo(f"report: {report_dir}/report.md", err=as_json)
     if not result.passed:
@@ -433,7 +530,8 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Host: the PyTorch checkpoint [default: the shipped model].")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder written by `facesegtool export` (.tflite + sidecar .json, .onnx).")
+              help="Folder written by `facesegtool export` (.tflite + sidecar .json, .onnx) "
+                   "[default: exports/default, with the shipped model].")
 @click.option("--models", "model_files", multiple=True, type=click.Path(dir_okay=False),
               help="A .tflite or .onnx file (repeatable).")
 @click.option("--threads", default=None, help="Thread counts, comma-separated [default: host 1,2; adb 1,4].")
@@ -493,6 +591,58 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
         click.echo(format_table(report))
     png = Path(f"{stem}.png")
     click.echo(f"wrote {stem}.json" + (f" and {png}" if png.exists() else ""), err=as_json)
+    if device == "host":  # on the host every model must run (on a phone a delegate may refuse one)
+        failed = {r["file"]: r["error"] for r in report["results"] if r["status"] != "ok"}
+        for file, error in failed.items():
+            click.secho(f"error: {file} could not be measured ({error}); re-export it with `facesegtool export`",
+                        fg="red", err=True)
+        if failed:
+            sys.exit(2)
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+
+@main.command("sweep")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Sweep folder: trials/, results.json/.csv/.md, pareto.png. Run again to continue a killed sweep.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Trials at a time.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per trial [default: CPUs / jobs].")
+@click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Trials as local processes, or as Ray Tune trials (pip install 'facesegtool[ray]').")
+@click.option("--ray-address", default=None, help="ray: address of a running Ray cluster [default: start a local Ray].")
+@click.option("--retry-failed", is_flag=True, help="Run failed trials again (finished ones never are).")
+def sweep_cmd(spec, out_dir, jobs, threads, launcher, ray_address, retry_failed) -> None:
+    """Run a grid of trials, each train -> eval -> export (fp32 + int8) -> verify -> host bench, and
+    write the results as tables and a Pareto plot of accuracy against int8 latency.
+
+    A failed trial is a row with its error; the sweep goes on. The shipped specs in models/sweeps/
+    re-run the design's tables.
+
+    \b
+    Examples:
+      facesegtool sweep models/sweeps/weights.yaml --out runs/sweep-weights
+      facesegtool sweep models/sweeps/losses.yaml --out runs/sweep-losses --jobs 2 --threads 1
+      facesegtool sweep models/sweeps/regseg.yaml --out runs/sweep-regseg --launcher ray
+    """
+    from .sweep import SweepError, run_sweep
+
+    try:
+        report = run_sweep(spec, out_dir, jobs=jobs, launcher=launcher, threads=threads, retry_failed=retry_failed,
+                           ray_address=ray_address)
+    except SweepError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; run the same command again to continue (finished trials are kept in {out_dir})")
+    ok = sum(r["status"] == "ok" for r in report.rows)
+    click.echo(f"{len(report.rows)} of {len(report.spec.trials)} trials finished ({ok} ok, {len(report.rows) - ok} failed; "
+               f"{len(report.ran)} run now)")
+    for r in report.rows:
+        if r["status"] != "ok":
+            click.echo(f"  failed {r['name']} at {r['failed_step']}: {r['error']}")
+    click.echo("wrote " + ", ".join(str(p) for p in report.files))
 
 
 # --- predict / android -----------------------------------------------------------------------
@@ -512,11 +662,21 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Strength of the overlay and the effects.")
 @click.option("--face-crop", is_flag=True, help="Find faces (OpenCV Haar) and parse each crop: for ordinary photos.")
-def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) -> None:
+@click.option("--whole-head/--crop-only", default=True, show_default=True,
+              help="With --face-crop: also parse a box twice the crop around each face, for the hair past the crop, "
+                   "merged without a seam (--crop-only: the crop alone).")
+@click.option("--temporal", type=click.FloatRange(0, 1, max_open=True), default=0.6, show_default=True,
+              help="Videos: how strongly class scores are smoothed over time (0 = every frame on its own); with "
+                   "--face-crop the crop also follows the face instead of jumping with each detection.")
+def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, whole_head, temporal) -> None:
     """Colour mask, overlay and beauty-effect images for photos, folders and videos.
 
     Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video), and
-    OUT/sheet.jpg with every image's overlay and effect side by side.
+    OUT/sheet.jpg with every image's overlay and effect side by side. An unreadable or truncated
+    input is skipped (one error line each, exit status 2) and the others still run.
+    OUT/measures.json holds the figures: per photo the share of the hair outline lying on a crop
+    edge (a seam; --face-crop), per video how much consecutive masks agree. Beards are parsed as
+    skin: CelebAMask-HQ, the training data, has no beard labels.
 
     \b
     Examples:
@@ -531,7 +691,7 @@ def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) ->
     try:
         effects = parse_effects(effect)
         report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
-                         face_crop=face_crop)
+                         face_crop=face_crop, whole_head=whole_head, temporal=temporal)
     except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
         fail(str(exc))
     click.echo(f"model: {report.model}")
@@ -543,10 +703,15 @@ def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop) ->
                 found += " (no face found: parsed the whole picture)"
         elif p.kind == "video":
             found = f", {p.frames} frames"
-        click.echo(f"{p.input}{found} -> {', '.join(str(f.name) for f in p.outputs.values())}")
-    click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}")
+        figures = "".join(f", {k} {v:.3f}" for k, v in p.measures.items() if isinstance(v, float))
+        click.echo(f"{p.input}{found}{figures} -> {', '.join(str(f.name) for f in p.outputs.values())}")
+    click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}; figures in {report.measures}")
     if report.sheet:
         click.echo(f"contact sheet (overlay | effect per image): {report.sheet}")
+    if report.skipped:  # the others ran; the exit status still says that some input was bad
+        for _, reason in report.skipped:
+            click.secho(f"error: skipped {reason}", fg="red", err=True)
+        sys.exit(2)
 
 
 @main.group()

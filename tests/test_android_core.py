@@ -17,13 +17,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facesegtool.android import GOLDEN_DIR, AndroidError, install_model, write_golden_expectations
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TESTS = REPO / "android_demo" / "core" / "run_tests.sh"
-GOLDEN_INPUTS = ("input.ppm", "logits_float32.f32.gz", "logits_int8.i8.gz", "sidecar_float32.json", "sidecar_int8.json")
+GOLDEN_INPUTS = ("input.ppm", "logits_float32.f32.gz", "logits_int8.i8.gz", "sidecar_float32.json", "sidecar_int8.json",
+                 "logits_wide_float32.f32.gz", "frames_float32.f32.gz")
 JAVA_LIB = Path(os.environ.get("JAVA_LIB", "/usr/share/java"))
 
 
@@ -71,6 +73,21 @@ def test_goldens_cover_a_real_face_with_every_effect_class(fresh_goldens):
         assert (mask == CLASS_INDEX[name]).sum() > 100, f"golden mask has too little {name}"
     cases = json.loads((fresh_goldens / "cases.json").read_text())
     assert {c["alpha"] for c in cases["effects"]} == {0.6, 1.0}
+
+
+def test_steady_goldens_exercise_the_merge_and_the_smoothing(fresh_goldens):
+    """The whole-head mask has hair past the crop's window; the smoothing restarts on the two cuts."""
+    from facesegtool.android import read_pnm
+    from facesegtool.head import window
+    from facesegtool.labels import CLASS_INDEX
+
+    head = read_pnm(fresh_goldens / "head_mask.pgm")
+    ox, oy = window(128)
+    outside = np.ones(head.shape, bool)
+    outside[oy : oy + 128, ox : ox + 128] = False
+    assert (head[outside] == CLASS_INDEX["hair"]).sum() > 1000
+    smooth = json.loads((fresh_goldens / "cases.json").read_text())["smooth"]
+    assert smooth["restarts"] == [1, 1, 1, 2, 3]
 
 
 def test_java_core_matches_python_goldens(fresh_goldens):

@@ -405,3 +405,51 @@ def test_interrupted_export_leaves_no_partial_files(small_checkpoint, tmp_path):
     assert leftovers(out) == []
     workers = [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert workers == []
+
+
+def test_sidecar_and_summary_record_ops_and_gpu_readiness(small_export):
+    """Each variant's op histogram and GPU-delegate refusals, from TFLite's analyzer, in sidecar and table."""
+    from facesegtool.export.op_analysis import LAYOUT_OPS, analyze_ops
+
+    for variant, result in small_export.variants.items():
+        graph = read_sidecar(result.sidecar)["graph"]
+        assert graph == result.graph == analyze_ops(result.tflite)
+        assert graph["ops"]["CONV_2D"] >= 20 and "HARD_SWISH" in graph["ops"]  # MobileNetV3 encoder
+        assert list(graph["layout_ops"]) == list(LAYOUT_OPS)
+        assert all(graph["ops"].get(op, 0) == n for op, n in graph["layout_ops"].items())
+        assert isinstance(graph["gpu_incompatible"], dict)
+        assert small_export.as_dict()["variants"][variant]["graph"] == graph
+        # The TRANSPOSE pairs onnx2tf puts around the decoder's concats are folded away (lean_graph.py);
+        # the sidecar says how many went. Exactness: test_tflite_masks_agree_with_pytorch_on_real_faces.
+        assert graph["layout_ops"]["TRANSPOSE"] == 0
+        assert read_sidecar(result.sidecar)["export"]["folded_transposes"] > 0
+    table = small_export.table()
+    assert "GPU delegate" in table and "/".join(LAYOUT_OPS) in table
+    # fp16 is what the GPU delegate runs; the small U-Net's ops are all GPU-compatible, so no warning.
+    assert small_export.variants["fp16"].graph["gpu_incompatible"] == {} and small_export.warnings == []
+
+
+def test_gpu_refusals_are_named_per_op():
+    """The analyzer's report format (tensorflow/lite/python/analyzer_wrapper/model_analyzer.cc): a refusal
+    follows its op's line; the subgraph summary line is not an op."""
+    from facesegtool.export.op_analysis import gpu_warning, parse_analyzer
+
+    text = "\n".join([
+        "Subgraph#0 main(T#0) -> [T#9]",
+        "  Op#0 CONV_2D(T#0, T#1, T#2) -> [T#3]",
+        "  Op#1 TRANSPOSE(T#3, T#4[0, 3, 1, 2]) -> [T#5]",
+        "  Op#2 GATHER(T#5, T#6) -> [T#7]",
+        "GPU COMPATIBILITY WARNING: Not supported op GATHER",
+        "  Op#3 CAST(T#7) -> [T#9]",
+        "GPU COMPATIBILITY WARNING: Not supported Cast case. Input type: FLOAT32 and output type: INT32",
+        "",
+        "GPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility issues at nodes 2, 3 with TFLite runtime",
+    ])
+    info = parse_analyzer(text)
+    assert info["ops"] == {"CONV_2D": 1, "TRANSPOSE": 1, "GATHER": 1, "CAST": 1}
+    assert info["layout_ops"] == {"TRANSPOSE": 1, "GATHER": 1, "CAST": 1, "RESHAPE": 0}
+    assert info["gpu_incompatible"] == {"GATHER": ["Op#2: Not supported op GATHER"],
+                                        "CAST": ["Op#3: Not supported Cast case. Input type: FLOAT32 and output type: INT32"]}
+    warning = gpu_warning("fp16", info)
+    assert "GATHER x1" in warning and "CAST x1" in warning and "fp16" in warning
+    assert gpu_warning("fp16", parse_analyzer("  Op#0 CONV_2D(T#0) -> [T#1]")) is None

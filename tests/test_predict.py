@@ -56,6 +56,18 @@ def test_face_crop_finds_the_faces_and_writes_three_pictures(wild_predictions):
             assert read_rgb(path).shape == rgb.shape, f"{kind} picture has the photo's size"
 
 
+def test_measures_json_has_each_photos_seam_figure(wild_predictions):
+    import json
+
+    doc = json.loads(wild_predictions.measures.read_text())
+    assert doc["settings"] == {"face_crop": True, "whole_head": True, "temporal": 0.6}
+    for p in wild_predictions.predictions:
+        m = doc["inputs"][p.input.stem]
+        assert m["seam_share"] == pytest.approx(m["seam_px"] / max(m["hair_boundary_px"], 1))
+        assert m["hair_boundary_px"] > 0, f"{p.input.name}: no hair found"
+    assert doc["seam"]["images"] == len(wild_predictions.predictions)
+
+
 def test_contact_sheet_shows_each_overlay_and_effect(wild_predictions):
     sheet = read_rgb(wild_predictions.sheet)
     assert wild_predictions.sheet.name == "sheet.jpg"
@@ -64,8 +76,9 @@ def test_contact_sheet_shows_each_overlay_and_effect(wild_predictions):
     first = wild_predictions.predictions[0]
     overlay = read_rgb(first.outputs["overlay"])
     overlay = cv2.resize(overlay, (round(overlay.shape[1] * 240 / overlay.shape[0]), 240), interpolation=cv2.INTER_AREA)
-    tile = sheet[:240, : overlay.shape[1]].astype(int)
-    assert np.abs(tile - overlay).mean() < 6  # JPEG, not exact
+    tile = sheet[30:240, : overlay.shape[1]].astype(int)  # below the seam label
+    assert np.abs(tile - overlay[30:]).mean() < 6  # JPEG, not exact
+    assert (sheet[2:8, 2:8] > 240).all(), "the seam label's white box"
 
 
 @pytest.mark.parametrize("photo, faces", [("couple.jpg", 2), ("img3.jpg", 1), ("selfie-many-people.jpg", 3)])
@@ -76,15 +89,17 @@ def test_face_detector_counts_real_faces(photo, faces):
 
 
 def test_parts_are_found_inside_the_face_crops(small_checkpoint):
-    """Parsed parts lie inside the detected faces' crops; the rest of the photo stays background."""
+    """Parsed parts lie inside the squares parsed per face (its crop and the wide box around it); the rest
+    of the photo stays background."""
     require_shared(FACES_IN_THE_WILD)
     seg = TorchSegmenter(small_checkpoint)
     rgb = read_rgb(FACES_IN_THE_WILD / "couple.jpg")
     parsed = parse_image(rgb, seg, FaceDetector())
     inside = np.zeros(parsed.mask.shape, bool)
-    for box in parsed.faces:
-        x0, y0, side = face_crop_box(box)
+    for x0, y0, side in parsed.regions:  # each face's crop and the wide box around it
         inside[max(0, y0) : y0 + side, max(0, x0) : x0 + side] = True
+    assert {face_crop_box(b) for b in parsed.faces} <= set(parsed.regions)
+    for box in parsed.faces:
         x, y, w, h = box
         core = parsed.mask[y : y + h, x : x + w]
         # The Haar box covers brows to chin: a trained parser labels it mostly as face parts.
@@ -174,7 +189,8 @@ def test_cli_predict_and_errors(small_checkpoint, tmp_path):
     assert res.exit_code == 0, res.output
     assert "1 face(s)" in res.output
     assert sorted(f.name for f in tmp_path.iterdir()) == ["img5_effect.png", "img5_mask.png", "img5_overlay.png",
-                                                          "sheet.jpg"]
+                                                          "measures.json", "sheet.jpg"]
+    assert "seam_share" in res.output and f"figures in {tmp_path / 'measures.json'}" in res.output
     assert f"contact sheet (overlay | effect per image): {tmp_path / 'sheet.jpg'}" in res.output
     for args, message in (
         (["predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(small_checkpoint)], "no such file"),

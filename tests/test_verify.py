@@ -17,7 +17,7 @@ from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, SMALL_SIZE, require_shar
 from facesegtool.checkpoint import read_checkpoint, save_checkpoint
 from facesegtool.cli import main
 from facesegtool.tflite_runner import TFLiteModelError
-from facesegtool.verify import VerifyError, open_faces, verify
+from facesegtool.verify import VerifyError, open_faces, summary_text, verify
 
 FACES = 12  # enough for every large class to show up; keeps each run to seconds
 
@@ -43,7 +43,7 @@ def test_fp32_and_fp16_pass_with_report(small_checkpoint, small_export, tmp_path
         report_dir=report,
         progress=False,
     )
-    assert result.passed and result.gate_applied, result.summary()
+    assert result.passed and result.gate_applied, summary_text(result)
     assert len(result.faces) == FACES and result.faces.size == SMALL_SIZE
     fp32, fp16 = result.models
     assert (fp32.variant, fp16.variant) == ("fp32", "fp16")
@@ -114,13 +114,13 @@ def test_int8_diagnosis_names_layers(small_checkpoint, small_export, tmp_path):
     names = {r["name"] for r in d["remedies"]}
     assert "16-bit activations (int16x8)" in names and any("calibration" in n for n in names)
     assert (tmp_path / f"diagnosis_{int8.stem}.png").is_file()
-    assert "where int8" in result.summary() or "largest increases" in result.summary()
+    assert "where int8" in summary_text(result) or "largest increases" in summary_text(result)
 
     # The layers named above go back to the exporter: re-export keeping them in float, and measure it
     # on the same faces (one int8 export: the slow part of this file). A remedy the exporter does not
     # offer is reported as such.
     from facesegtool.checkpoint import load_model
-    from facesegtool.int8_diagnosis import MODEL_PREFIX, measure_remedies
+    from facesegtool.verify.int8_diagnosis import MODEL_PREFIX, measure_remedies
     from facesegtool.tflite_runner import TFLiteModel
 
     (keep_float,) = [r for r in d["remedies"] if "float_layers" in r["kwargs"]]
@@ -135,7 +135,7 @@ def test_int8_diagnosis_names_layers(small_checkpoint, small_export, tmp_path):
         model.drop - measured["macro_iou_drop_points"], abs=1e-3)
     assert made_up["error"] == "the exporter has no option no_such_option"
     model.remedies = [measured, made_up]
-    assert keep_float["name"] in result.summary() and "no option no_such_option" in result.summary()
+    assert keep_float["name"] in summary_text(result) and "no option no_such_option" in summary_text(result)
 
 
 def test_faces_without_masks_report_agreement_only(small_checkpoint, small_export, tmp_path):
@@ -146,7 +146,7 @@ def test_faces_without_masks_report_agreement_only(small_checkpoint, small_expor
     (model,) = result.models
     assert model.tflite is None and model.drop is None
     assert 0.5 < model.agreement.pixel_accuracy <= 1.0 and model.logit_max_abs > 0
-    assert "no ground truth" in result.summary() and "has no masks" in result.notes[0]
+    assert "no ground truth" in summary_text(result) and "has no masks" in result.notes[0]
     assert json.loads((tmp_path / "verify.json").read_text())["gate_applied"] is False
 
 
@@ -219,3 +219,22 @@ def test_bad_input_gives_clear_errors(small_checkpoint, small_export, tmp_path):
     out = runner.invoke(main, ["verify", "--checkpoint", str(small_checkpoint), "--tflite", str(fp32),
                                "--data", str(tmp_path / "empty")])
     assert out.exit_code == 2 and "no images to verify on" in out.stderr
+
+
+def test_fp32_conversion_check_and_graph_in_report(small_checkpoint, small_export, tmp_path):
+    """--diagnose also checks the fp32 conversion (exact here: one conversion); the report shows each graph."""
+    fp32, fp16 = _tflite(small_export, "fp32"), _tflite(small_export, "fp16")
+    result = verify(checkpoint=small_checkpoint, tflite=[fp32, fp16], data_dir=CELEBAMASK_MINI, limit=4,
+                    diagnose=True, report_dir=tmp_path, progress=False)
+    m32, m16 = result.models
+    assert m32.conversion["exact"] and m32.conversion["conversions"] == 1, m32.conversion
+    assert m16.conversion is None  # fp16 shares fp32's conversion
+    for m, path in ((m32, fp32), (m16, fp16)):
+        assert m.graph == json.loads(path.with_suffix(".json").read_text())["graph"]
+        assert m.graph["ops"]["CONV_2D"] >= 20
+    text = summary_text(result)
+    assert "converts to TFLite within" in text and "GPU delegate" in text and "TRANSPOSE" in text
+    md = (tmp_path / "report.md").read_text()
+    assert "## Graph" in md and "converts to TFLite within" in md
+    saved = json.loads((tmp_path / "verify.json").read_text())["models"]
+    assert saved[0]["conversion_check"]["exact"] is True and saved[1]["graph"]["ops"] == m16.graph["ops"]

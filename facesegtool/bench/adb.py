@@ -23,9 +23,10 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from ..atomic import check_writable_dir
 from ..tflite_runner import TFLiteModelError, read_sidecar
 from .benchmark_output import BenchmarkModelResult, parse_benchmark_output
-from .host import BenchError, collect_models
+from .host import BenchError, collect_models, default_export_dir
 from .report import new_report, plot_report, report_stem, save_report
 
 REMOTE_DIR = "/data/local/tmp/facesegtool"
@@ -75,12 +76,28 @@ def find_adb() -> str:
     return adb
 
 
+def list_devices(adb: str) -> dict[str, str]:
+    """{serial: state} from `adb devices`; AdbError when adb itself fails (its message, and what to do)."""
+    try:
+        proc = subprocess.run([adb, "devices"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AdbError(f"`{adb} devices` did not run ({exc}); restart adb (`adb kill-server; adb start-server`)") from None
+    said = " ".join(ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith(("error:", "adb: ")))
+    if "no devices/emulators found" in said:
+        return {}  # check_device then says how to connect one
+    if proc.returncode != 0:
+        raise AdbError(f"`adb devices` failed (exit {proc.returncode}: {said or proc.stdout.strip()}); restart adb "
+                       "(`adb kill-server; adb start-server`) and check that `adb devices` lists the phone")
+    return parse_devices(proc.stdout)
+
+
 def parse_devices(text: str) -> dict[str, str]:
     """`adb devices` -> {serial: state}; state is "device", "offline", "unauthorized", "no permissions ..."."""
     devices = {}
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith(("List of devices", "*", "adb server", "adb: ")):
+        # adb's own messages (daemon start, "error: ...") are not devices
+        if not line or line.startswith(("List of devices", "*", "adb server", "adb: ", "error:")):
             continue
         serial, _, state = line.partition("\t") if "\t" in line else line.partition(" ")
         devices[serial.strip()] = state.strip()
@@ -254,14 +271,15 @@ def run_adb_bench(
         raise BenchError(f"--delegate: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(DELEGATE_FLAGS)}")
     if not threads or min(threads) < 1 or runs < 1 or warmup < 0:
         raise BenchError("--threads must be positive, --runs >= 1, --warmup >= 0")
+    check_writable_dir(out_dir, "--out")  # now, not after the runs on the phone
+    export_dir, _ = default_export_dir(export_dir, models, None)
     tflites, onnxs = collect_models(export_dir, models)
     if not tflites:
         raise BenchError("no .tflite files to push: pass --export-dir DIR or --models FILE.tflite")
     binary = resolve_benchmark_binary(benchmark_binary)
 
     adb = find_adb()
-    listing = subprocess.run([adb, "devices"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-    device = AdbDevice(check_device(parse_devices(listing.stdout), serial), adb)
+    device = AdbDevice(check_device(list_devices(adb), serial), adb)
     info = describe(device)
     info["benchmark_binary"] = binary.name
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..checkpoint import default_checkpoint, load_model
+from ..atomic import check_writable_dir
+from ..checkpoint import DEFAULT_EXPORT_DIR, default_checkpoint, load_model
 from ..tflite_runner import TFLiteModel, TFLiteModelError, read_sidecar
 from .report import new_report, plot_report, report_stem, save_report
 
@@ -213,6 +214,16 @@ def collect_models(export_dir: str | Path | None, models: Sequence[str | Path] =
     return sorted(tflites, key=variant_rank), onnxs
 
 
+def default_export_dir(export_dir: str | Path | None, models: Sequence[str | Path],
+                       checkpoint: str | Path | None) -> tuple[str | Path | None, bool]:
+    """(the folder to bench, whether it is the default): with no models named and the shipped model,
+    its exports in exports/default, where `facesegtool export` (and `make export`) put them."""
+    if export_dir is None and not models and checkpoint is None and DEFAULT_EXPORT_DIR.is_dir() \
+            and any(DEFAULT_EXPORT_DIR.glob("*.tflite")):
+        return DEFAULT_EXPORT_DIR, True
+    return export_dir, False
+
+
 def _input_size(tflites: list[Path], ckpt: dict) -> tuple[int, int]:
     """The one input size every model is measured at: the exports' (they must agree), else the checkpoint's."""
     sizes = {}
@@ -262,6 +273,9 @@ def run_host_bench(
         raise BenchError("--threads must list positive thread counts, e.g. 1,2")
     if runs < 1 or warmup < 0:
         raise BenchError("--runs must be >= 1 and --warmup >= 0")
+    if out_dir is not None:
+        check_writable_dir(out_dir, "--out")  # now, not after all the measuring
+    export_dir, found_default = default_export_dir(export_dir, models, checkpoint)
     tflites, onnxs = collect_models(export_dir, models)
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
@@ -294,8 +308,11 @@ def run_host_bench(
     usable = report["device"]["usable_cpus"] or 1
     if max(threads) > usable:
         report["notes"].append(f"{max(threads)} threads asked but only {usable} CPUs usable: those rows oversubscribe")
+    if found_default:
+        report["notes"].append(f"models from {export_dir} (the shipped model's exports; --export-dir or --models for others)")
     if not tflites and not onnxs:
-        report["notes"].append("no exported models given (--export-dir/--models): PyTorch only")
+        report["notes"].append(f"no exported models given (--export-dir/--models) nor found in {DEFAULT_EXPORT_DIR}: "
+                               "PyTorch only; run `facesegtool export --quant all` first")
     report["notes"].append(
         "x pytorch = median / PyTorch median at the same threads (< 1 is faster); % peak = 2*MACs/median over "
         "the best fp32 matmul (PyTorch or ONNX Runtime) measured on as many threads: a rough bound; int8 "

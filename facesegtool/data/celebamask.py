@@ -79,7 +79,7 @@ class CelebAMaskIndex(Source):
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
-        rgb = read_rgb(sample.image)
+        rgb = read_rgb(sample.image, orientation="refuse")
         (mask_path,) = sample.labels
         index_mask = read_index_mask(mask_path)
         if index_mask.shape != rgb.shape[:2]:
@@ -160,7 +160,7 @@ class CelebAMaskParts(Source):
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
         index_mask = self.compose(sample.labels)
-        rgb = read_rgb(sample.image)
+        rgb = read_rgb(sample.image, orientation="refuse")
         counters = {}
         if rgb.shape[:2] != index_mask.shape:
             (h, w), (mh, mw) = rgb.shape[:2], index_mask.shape

@@ -137,8 +137,10 @@ def seed_worker(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     seed = int(torch.initial_seed() % 2**32)
     np.random.seed(seed)
-    transform = getattr(info.dataset, "transform", None) if info else None
-    if transform is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+    datasets = getattr(info.dataset, "datasets", [info.dataset]) if info else []  # ConcatDataset: each part
+    for ds in datasets:
+        transform = getattr(ds, "transform", None)
+        if transform is not None and hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
 
 

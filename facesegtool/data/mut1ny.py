@@ -149,7 +149,7 @@ class Mut1ny(Source):
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
-        rgb = read_rgb(sample.image)
+        rgb = read_rgb(sample.image, orientation="refuse")
         (label_path,) = sample.labels
         label = read_label_rgb(label_path)
         if label.shape != rgb.shape:

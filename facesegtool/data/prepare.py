@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..atomic import check_writable_dir
 from ..labels import CLASSES, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
 from .source import BadSampleError, DataSourceError, Source, stable_fraction
 
@@ -105,6 +106,7 @@ def prepare(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if size < 8:
         raise ValueError(f"size must be at least 8 px, got {size}")
+    check_writable_dir(out_dir, "--out")
     _check_replaceable(out_dir)
 
     listed = []
@@ -128,12 +130,21 @@ def prepare(
 def _write_all(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float, progress: bool) -> dict:
     (tmp / "images").mkdir()
     (tmp / "masks").mkdir()
+    total = sum(len(samples) for _, samples in listed)
+    bar = tqdm(total=total, desc="prepare", unit="img", disable=not progress)
+    try:
+        manifest = _write_samples(listed, tmp, size, skip_bad, val_fraction, bar)
+    finally:  # closed before an error is printed, so the message gets a line of its own
+        bar.close()
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float, bar: tqdm) -> dict:
     items, skipped, used = [], [], set()
     pixels = {s: np.zeros(NUM_CLASSES, np.int64) for s in SPLITS}
     ignored = dict.fromkeys(SPLITS, 0)
     sources_out = []
-    total = sum(len(samples) for _, samples in listed)
-    bar = tqdm(total=total, desc="prepare", unit="img", disable=not progress)
     for index, (source, samples) in enumerate(listed):
         counters: dict[str, int] = {}
         for sample in samples:
@@ -167,7 +178,6 @@ def _write_all(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float
                 }
             )
         sources_out.append({**source.describe(), "samples": len(samples), "counters": counters})
-    bar.close()
     if not items:
         raise DataSourceError(f"no usable samples: all {len(skipped)} were bad (see the reasons with --skip-bad off)")
     manifest = {
@@ -184,7 +194,6 @@ def _write_all(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float
         "absent_train_classes": [c for c, n in zip(CLASSES, pixels["train"]) if n == 0],
         "weights": class_weights(pixels["train"]),
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
 

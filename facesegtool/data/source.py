@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}
@@ -119,16 +119,38 @@ class Source(ABC):
         return out
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 H x W x 3, failing on unreadable or truncated files."""
+# EXIF orientation tag (0x0112) values other than 1: how a viewer turns the stored pixels.
+EXIF_ORIENTATION = 0x0112
+_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "mirrored and rotated",
+                 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated", 8: "rotated 90 degrees anticlockwise"}
+
+
+def read_rgb(path: Path, orientation: str = "apply") -> np.ndarray:
+    """Decode an image file to RGB uint8 H x W x 3, failing on unreadable or truncated files.
+
+    orientation: a photo whose EXIF tag says to rotate or flip it is turned upright ("apply", as
+    viewers, OpenCV and `predict` show it), or refused ("refuse": for `data prepare`, where a
+    mask drawn on the stored pixels and one drawn on the upright picture look alike, and a
+    wrong guess pairs a face with a turned mask).
+    """
     try:
         with Image.open(path) as im:
             im.load()  # decodes fully: a truncated JPEG raises here instead of coming back half grey
+            turn = im.getexif().get(EXIF_ORIENTATION, 1)
+            if turn in _ORIENTATIONS:
+                if orientation == "refuse":
+                    raise BadSampleError(
+                        path, f"its EXIF orientation tag ({turn}) says it is shown {_ORIENTATIONS[turn]}, so its "
+                        "mask may match the stored or the turned picture; save it upright with the tag cleared "
+                        "(e.g. `mogrify -auto-orient`) and check its mask")
+                im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
+    except BadSampleError:
+        raise
     except FileNotFoundError:
         raise BadSampleError(path, "file not found") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise BadSampleError(path, f"unreadable image ({exc})") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadSampleError(path, f"unreadable or truncated image ({exc}); replace or remove it") from None
 
 
 def read_index_mask(path: Path) -> np.ndarray:

@@ -11,6 +11,8 @@ partial model there.
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -19,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, default_checkpoint, load_model
+from ..atomic import check_writable_dir
+from ..checkpoint import DEFAULT_EXPORT_DIR, CheckpointError, default_checkpoint, load_model
 from ..labels import CLASSES, PALETTE
 from . import tflite as tflite_convert
 from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images
 from .onnx import OPSET, BakedNormalization, ExportError, export_onnx
+from .op_analysis import LAYOUT_OPS, gpu_warning
 from .sidecar import VARIANTS, make_sidecar, sidecar_path, write_sidecar
 from .tflite import IO_DTYPES, ConversionError
 
@@ -49,10 +53,18 @@ class VariantResult:
     sidecar: Path
     size_bytes: int
     seconds: float
+    graph: dict = field(default_factory=dict)  # op_analysis.analyze_ops: op histogram, GPU-delegate refusals
 
     @property
     def size_mb(self) -> float:
         return self.size_bytes / 1e6
+
+    @property
+    def gpu_summary(self) -> str:
+        refused = self.graph.get("gpu_incompatible")
+        if refused is None:
+            return "n/a"
+        return "all ops" if not refused else "refuses " + ", ".join(f"{op} x{len(v)}" for op, v in refused.items())
 
 
 @dataclass
@@ -74,19 +86,33 @@ class ExportReport:
         rows.append(("TF", "(onnx2tf, shared by all below)", "", self.tf_seconds))
         rows += [(v.variant, v.tflite.name, f"{v.size_mb:.2f}", v.seconds) for v in self.variants.values()]
         width = max(len(r[1]) for r in rows)
-        lines = [f"{'format':<8} {'file':<{width}} {'size MB':>8} {'seconds':>8}"]
-        lines += [f"{fmt:<8} {name:<{width}} {size:>8} {sec:>8.1f}" for fmt, name, size, sec in rows]
+        layout_header = "/".join(LAYOUT_OPS)
+        lines = [f"{'format':<8} {'file':<{width}} {'size MB':>8} {'seconds':>8}  ops  {layout_header:<29} GPU delegate"]
+        for fmt, name, size, sec in rows:
+            line = f"{fmt:<8} {name:<{width}} {size:>8} {sec:>8.1f}"
+            v = self.variants.get(fmt)
+            if v is not None and v.graph:
+                layout = "/".join(str(v.graph["layout_ops"].get(op, 0)) for op in LAYOUT_OPS)
+                line += f" {sum(v.graph['ops'].values()):>4}  {layout:<29} {v.gpu_summary}"
+            lines.append(line)
         lines.append(f"{self.model} at {self.size}x{self.size} -> {self.out_dir} in {self.total_seconds:.0f}s")
         if self.calibration:
             c = self.calibration
             lines.append(f"int8 calibrated on {c['images']} face crops from {c['folder']}")
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+    @property
+    def warnings(self) -> list[str]:
+        """A float model that would not run whole on a phone's GPU delegate (fp16 is the GPU's variant)."""
+        return [w for v in self.variants.values() if v.variant == "fp16" and (w := gpu_warning(v.variant, v.graph))]
+
     def next_commands(self) -> list[str]:
-        ckpt = "" if self.options.get("default_checkpoint") else f" --checkpoint {self.checkpoint}"
+        """The commands to run next, shell-quoted: paths with spaces paste as they are."""
+        ckpt = [] if self.options.get("default_checkpoint") else ["--checkpoint", str(self.checkpoint)]
         return [
-            f"facesegtool verify{ckpt} --export-dir {self.out_dir}",
-            f"facesegtool bench --device host --export-dir {self.out_dir}",
+            shlex.join(["facesegtool", "verify", *ckpt, "--export-dir", str(self.out_dir)]),
+            shlex.join(["facesegtool", "bench", "--device", "host", *ckpt, "--export-dir", str(self.out_dir)]),
         ]
 
     def as_dict(self) -> dict:
@@ -98,13 +124,52 @@ class ExportReport:
             "onnx": {"file": str(self.onnx), "size_bytes": self.onnx.stat().st_size, "seconds": self.onnx_seconds},
             "tf_seconds": self.tf_seconds,
             "variants": {
-                k: {"file": str(v.tflite), "sidecar": str(v.sidecar), "size_bytes": v.size_bytes, "seconds": v.seconds}
+                k: {"file": str(v.tflite), "sidecar": str(v.sidecar), "size_bytes": v.size_bytes, "seconds": v.seconds,
+                    "graph": v.graph}
                 for k, v in self.variants.items()
             },
             "calibration": self.calibration,
+            "warnings": self.warnings,
             "options": self.options,
             "total_seconds": self.total_seconds,
         }
+
+
+# The hidden work folder of a running export, inside its --out (same file system: the final moves
+# are renames). It holds the exporting process's pid, so a later export can tell a folder left by
+# a killed run (kill -9, power loss) from one in use, and remove it.
+WORK_PREFIX = ".export-"
+WORK_OWNER = "owner.pid"
+
+
+def remove_stale_work_dirs(out_dir: Path) -> list[Path]:
+    """Delete work folders in out_dir whose export process is gone; returns what was removed."""
+    removed = []
+    for work in out_dir.glob(f"{WORK_PREFIX}*.tmp"):
+        try:
+            pid = int((work / WORK_OWNER).read_text())
+        except (OSError, ValueError):
+            pid = None  # written by an older version, or killed before the pid file: gone if an hour old
+            try:
+                if time.time() - work.stat().st_mtime < 3600:
+                    continue
+            except OSError:
+                continue
+        if pid is not None and _process_alive(pid):
+            continue
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(work)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def parse_quant(quant: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -162,6 +227,8 @@ def export(
         raise ValueError("float_layers works with int8 activations and int8 or float32 I/O only")
     is_default = checkpoint is None
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if out_dir is not None:
+        check_writable_dir(out_dir, "--out")
     model, ckpt = load_model(checkpoint)
     name = ckpt["model"]["name"]
     contract = dict(ckpt["input"])
@@ -171,9 +238,8 @@ def export(
         contract["size"] = int(size)
     size = int(contract["size"])
     classes = list(ckpt.get("classes", CLASSES))
-    out_dir = Path(out_dir) if out_dir is not None else Path("exports") / ("default" if is_default else name)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; give a folder")
+    out_dir = Path(out_dir) if out_dir is not None else (DEFAULT_EXPORT_DIR if is_default else Path("exports") / name)
+    check_writable_dir(out_dir, "--out")
 
     # Calibration faces: required for int8; otherwise used, when present, for onnx2tf's sample checks.
     calib_folder = Path(calibration_dir) if calibration_dir is not None else CALIBRATION_DIR
@@ -186,8 +252,10 @@ def export(
         calib, faces = None, np.full((1, size, size, 3), 128, np.uint8)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_work_dirs(out_dir)
     stem = f"{name}_{size}" + ("_rawrgb" if bake_normalization else "")
-    work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-", suffix=".tmp"))
+    work = Path(tempfile.mkdtemp(dir=out_dir, prefix=WORK_PREFIX, suffix=".tmp"))
+    (work / WORK_OWNER).write_text(str(os.getpid()))
     try:
         t = time.time()
         net = BakedNormalization(model, contract) if bake_normalization else model
@@ -268,10 +336,12 @@ def export(
                 PALETTE[: len(classes)].tolist(),
                 bake_normalization,
                 checkpoint,
-                variant_options | {"onnx": report.onnx.name, "conversion_seconds": conv.seconds},
+                variant_options | {"onnx": report.onnx.name, "conversion_seconds": conv.seconds,
+                                   "folded_transposes": conv.folded_transposes},
             )
             tmp_json = write_sidecar(sidecar, work / sidecar_path(final).name)
-            result = VariantResult(variant, final, sidecar_path(final), tmp_tflite.stat().st_size, conv.seconds)
+            result = VariantResult(variant, final, sidecar_path(final), tmp_tflite.stat().st_size, conv.seconds,
+                                   sidecar["graph"])
             staged.append((tmp_json, tmp_tflite, result))
         # Only now touch out_dir: each sidecar lands before its model, so every .tflite there has one.
         for tmp_json, tmp_tflite, result in staged:

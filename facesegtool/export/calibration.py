@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_bytes_atomic
 from ..checkpoint import REPO_ROOT
+from ..data.source import BadSampleError, read_rgb
 
 CALIBRATION_DIR = REPO_ROOT / "calibration"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -54,7 +55,8 @@ def normalize(rgb: np.ndarray, contract: dict) -> np.ndarray:
 def load_calibration_images(folder: str | Path | None, size: int, num: int | None = None) -> np.ndarray:
     """Up to `num` face crops from `folder` as RGB uint8 N x size x size x 3 (evenly spread over the sorted files).
 
-    Unreadable files are skipped; a folder with no readable image raises CalibrationError.
+    Every file is decoded in full: an unreadable or truncated one raises CalibrationError naming it
+    (skipping it silently, or calibrating on the grey rest of a cut-off JPEG, costs int8 accuracy).
     """
     folder = Path(folder) if folder is not None else CALIBRATION_DIR
     paths = list_images(folder)
@@ -63,9 +65,16 @@ def load_calibration_images(folder: str | Path | None, size: int, num: int | Non
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, num).round().astype(int)]
     images = []
     for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is not None and min(bgr.shape[:2]) >= 8:
-            images.append(resize_like_training(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+        try:
+            rgb = read_rgb(path)
+        except BadSampleError as exc:
+            raise CalibrationError(
+                f"calibration image {path}: {exc.reason.split('; ')[0]}; remove it from {folder} or replace it"
+            ) from None
+        if min(rgb.shape[:2]) < 8:
+            raise CalibrationError(f"calibration image {path}: {rgb.shape[1]}x{rgb.shape[0]} px is too small "
+                                   f"for a face crop; remove it from {folder}")
+        images.append(resize_like_training(rgb, size))
     if not images:
         raise CalibrationError(
             f"no usable image in calibration folder {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
@@ -200,8 +209,9 @@ def build_calibration_set(
     report = BuildReport(out_dir=out_dir)
     detector = face_detector()
     for photo in tqdm(photos, desc="detecting faces", unit="photo", disable=not progress):
-        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-        if bgr is None:
+        try:  # Pillow decodes fully: a truncated photo is skipped, not cropped half grey
+            bgr = cv2.cvtColor(read_rgb(photo), cv2.COLOR_RGB2BGR)
+        except BadSampleError:
             report.skipped.append((photo.name, "unreadable image"))
             continue
         faces = detect_faces(bgr, detector, min_size=min_face)[:max_faces_per_photo]

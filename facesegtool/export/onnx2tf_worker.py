@@ -14,7 +14,7 @@ runs in a private working directory with its PATH set. The spec (written by tfli
 Everything onnx2tf and TensorFlow print goes to the log (fds 1 and 2); this process's original
 stdout carries one JSON line per finished step, which the parent reads for progress:
     {"step": "tf", "seconds": 40.1}
-    {"variant": "fp32", "file": "...", "seconds": 5.2}
+    {"variant": "fp32", "file": "...", "seconds": 5.2, "folded_transposes": 6}
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main(spec_path: str) -> int:
     import onnx2tf
     import tensorflow as tf
 
+    from facesegtool.export.lean_graph import fold_concat_transposes
     from facesegtool.export.sidecar import embed_metadata
 
     onnx_path = Path(spec["onnx"])
@@ -107,12 +108,16 @@ def main(spec_path: str) -> int:
                 ]
         path = work / f"{onnx_path.stem}_{variant}.tflite"
         if variant == "int8" and spec.get("float_layers"):
-            path.write_bytes(_quantize_keeping_float(converter, spec["float_layers"], io_type, tf))
+            content = _quantize_keeping_float(converter, spec["float_layers"], io_type, tf)
         else:
-            path.write_bytes(converter.convert())
+            content = converter.convert()
+        # Before the metadata: TRANSPOSE pairs that onnx2tf put around channel concats go (lean_graph.py).
+        content, folded = fold_concat_transposes(content)
+        path.write_bytes(content)
         seconds = time.time() - t
         embed_metadata(path, spec["labels"], spec["metadata"] | {"variant": variant})
-        progress.write(json.dumps({"variant": variant, "file": str(path), "seconds": round(seconds, 2)}) + "\n")
+        progress.write(json.dumps({"variant": variant, "file": str(path), "seconds": round(seconds, 2),
+                                   "folded_transposes": folded}) + "\n")
     return 0
 
 

@@ -9,7 +9,9 @@ The sidecar (<same stem>.json) is what verify, bench, predict and the Android ap
                 "normalization_baked": bool, "quantization": {"scale": s, "zero_point": z} | null},
      "output": {"index": 0, "shape": [1,H,W,C], "layout": "NHWC", "dtype": ..., "quantization": ... | null},
      "source_checkpoint": "...", "sha256": "<of the tflite>",
-     "export": {...how it was made: per-channel, io dtype, calibration...}}
+     "export": {...how it was made: per-channel, io dtype, calibration...},
+     "graph": {"ops": {"CONV_2D": 56, ...}, "layout_ops": {"TRANSPOSE": 0, ...},
+               "gpu_incompatible": {"OP": ["Op#i: reason"], ...}}}   (op_analysis.py; {} = GPU-ready)
 
 Shapes, dtypes and quantization parameters are read back from the finished .tflite with the
 LiteRT interpreter (tensors selected by index, never by name), so they are what the phone sees.
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_bytes_atomic
+from .op_analysis import analyze_ops
 
 FORMAT = "facesegtool-sidecar"
 VERSION = 1
@@ -128,6 +131,7 @@ def make_sidecar(
         "source_checkpoint": str(source_checkpoint),
         "sha256": sha256_file(tflite),
         "export": dict(export_options or {}),
+        "graph": analyze_ops(tflite),
     }
 
 

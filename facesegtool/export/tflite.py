@@ -10,9 +10,11 @@ onnx2tf runs `onnxsim` as a subprocess: the child's PATH starts with this interp
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ class Converted:
     variant: str
     path: Path  # inside the work dir; the caller moves it
     seconds: float  # SavedModel -> this .tflite
+    folded_transposes: int = 0  # TRANSPOSE ops removed around concats (lean_graph.py)
 
 
 @dataclass
@@ -150,6 +153,7 @@ def convert(
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None,
         )
         bar = tqdm(total=len(variants) + 1, desc="ONNX -> TF", unit="step", disable=not progress)
         try:
@@ -160,7 +164,8 @@ def convert(
                     bar.set_description("TF -> TFLite")
                     bar.update(1)
                 elif "variant" in msg:
-                    done[msg["variant"]] = Converted(msg["variant"], Path(msg["file"]), msg["seconds"])
+                    done[msg["variant"]] = Converted(msg["variant"], Path(msg["file"]), msg["seconds"],
+                                                     msg.get("folded_transposes", 0))
                     bar.set_postfix_str(msg["variant"])
                     bar.update(1)
             rc = proc.wait()
@@ -173,6 +178,17 @@ def convert(
     if rc != 0 or any(v not in done for v in variants):
         raise ConversionError(_diagnose(log_path, rc, [v for v in variants if v not in done]))
     return Conversion(tf_seconds, done)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the worker, before exec: the kernel kills it when the exporting process dies, even by kill -9
+    (whose cleanup never runs; the next export removes the work folder it leaves, see export.remove_stale_work_dirs)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
 
 
 def _diagnose(log_path: Path, rc: int, missing: list[str]) -> str:

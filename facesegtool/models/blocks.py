@@ -7,7 +7,8 @@ All models take an `activation` flag:
                and the sigmoid (LOGISTIC) has an exact int8 kernel, so this is the quantization-friendly choice.
 
 Only ops that export to ONNX and convert with onnx2tf are used: global pooling is a mean over H, W
-(no adaptive pooling), upsampling is bilinear with align_corners=False.
+(SE: measured exact, its mean feeds a conv) or adaptive_avg_pool2d(x, 1) (DDRNet: a BatchNorm after a
+keepdim mean converts wrongly), no other adaptive pooling; upsampling is bilinear, align_corners=False.
 """
 
 from __future__ import annotations

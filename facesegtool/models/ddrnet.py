@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import register_model
 from .blocks import ConvBNAct, check_activation, default_input_contract, init_weights, make_act, resize_to
@@ -73,7 +74,8 @@ def bn_act_conv(in_ch: int, out_ch: int, kernel: int, act: str) -> nn.Sequential
 class DAPPM(nn.Module):
     def __init__(self, in_ch: int, branch_ch: int, out_ch: int, act: str = "relu") -> None:
         super().__init__()
-        # Fixed-kernel average pools (no adaptive pooling) export to plain AveragePool for any input size.
+        # Fixed-kernel average pools export to plain AveragePool for any input size; the global branch
+        # (forward) is adaptive only to 1 x 1, which exports as GlobalAveragePool, also any size.
         self.pools = nn.ModuleList(
             nn.AvgPool2d(k, s, p) for k, s, p in ((5, 2, 2), (9, 4, 4), (17, 8, 8))
         )
@@ -84,7 +86,10 @@ class DAPPM(nn.Module):
         self.shortcut = bn_act_conv(in_ch, out_ch, 1, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = [pool(x) for pool in self.pools] + [x.mean(dim=(2, 3), keepdim=True)]
+        # Global branch as a global average pool (ONNX GlobalAveragePool), not x.mean(keepdim=True): onnx2tf
+        # mis-lays-out the BatchNormalization after a keepdim ReduceMean, (1, C, 1, C) instead of (1, C, 1, 1),
+        # and the whole fp32 TFLite goes wrong (~56 % argmax agreement); found by export/conversion_check.py.
+        pooled = [pool(x) for pool in self.pools] + [F.adaptive_avg_pool2d(x, 1)]
         outs = [self.scale0(x)]
         for p, scale, process in zip(pooled, self.scales, self.process):
             outs.append(process(resize_to(scale(p), x) + outs[-1]))

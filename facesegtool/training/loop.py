@@ -20,7 +20,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from ..atomic import write_bytes_atomic
+from ..atomic import check_writable_dir, write_bytes_atomic
 from ..checkpoint import DEFAULT_INPUT, make_checkpoint, read_checkpoint, save_checkpoint
 from ..data.augment import build_augmentation
 from ..data.dataset import FaceParsingDataset, load_prepared, seed_worker
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..models import create_model
+from ..models.pretrained import PretrainedWeightsError, load_imagenet_into, supports_imagenet
 from .losses import build_loss, class_weights
 from .optim import build_optimizer
 
@@ -58,6 +59,9 @@ class TrainConfig:
     out: str
     model: str = "unet-mobilenetv3-small"
     model_kwargs: dict = field(default_factory=dict)
+    pretrained: str | None = None  # "imagenet" | "none"; None: imagenet where the model has weights
+    extra_train: list = field(default_factory=list)  # more prepared dirs whose train items join (e.g. pseudo-labels)
+    init: str | None = None  # start from this checkpoint's weights (same model), e.g. a teacher to fine-tune
     loss: str = "ce"
     loss_kwargs: dict = field(default_factory=dict)
     weights: str = "equal"
@@ -344,6 +348,9 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
 def train(config: TrainConfig) -> TrainResult:
     """Train per config; see the module docstring. Returns where the checkpoints are and the history."""
     out = Path(config.out)
+    if config.epochs is not None and config.epochs < 1:
+        raise TrainingError(f"--epochs must be at least 1, not {config.epochs}")
+    check_writable_dir(out, "--out")  # before the data is read, not at the end of epoch 1
     config, resume_ckpt = _resolve_config(config, out)
     d = _setup_distributed(config.device)
     if config.threads:
@@ -355,14 +362,37 @@ def train(config: TrainConfig) -> TrainResult:
     manifest = load_prepared(config.data)
     size = int(config.size or manifest["size"])
     weights = class_weights(manifest, config.weights)
-    train_ds = FaceParsingDataset(config.data, "train", build_augmentation(config.augment, config.seed + d.rank), size)
+    augment = build_augmentation(config.augment, config.seed + d.rank)
+    train_ds = FaceParsingDataset(config.data, "train", augment, size)
+    if config.extra_train:
+        # e.g. pseudo-labelled faces: their ignore pixels (255) drop out of the loss like any other
+        train_ds = ConcatDataset([train_ds] + [FaceParsingDataset(p, "train", augment, size) for p in config.extra_train])
     val_ds = FaceParsingDataset(config.data, "val", None, size)
     train_loader, sampler = _loader(train_ds, config, d, train=True)
     val_loader, _ = _loader(val_ds, config, d, train=False)
     if len(train_loader) == 0:
         raise TrainingError(f"{config.data}: {len(train_ds)} training images, fewer than one batch of {config.batch_size}")
 
-    model = create_model(config.model, num_classes=NUM_CLASSES, **config.model_kwargs).to(d.device)
+    model = create_model(config.model, num_classes=NUM_CLASSES, **config.model_kwargs)
+    if config.pretrained is None:
+        config = replace(config, pretrained="imagenet" if supports_imagenet(model) else "none")
+    if config.pretrained not in ("imagenet", "none"):
+        raise TrainingError(f"--pretrained must be imagenet or none, got {config.pretrained!r}")
+    if config.init and resume_ckpt is None:
+        init_ckpt = read_checkpoint(config.init)
+        if init_ckpt["model"]["name"] != config.model:
+            raise TrainingError(f"{config.init} holds a {init_ckpt['model']['name']}, not a {config.model}")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ckpt["state_dict"].items()})
+        if d.main:
+            print(f"initialised from {config.init} (its own init: {init_ckpt.get('train_config', {}).get('pretrained')})", flush=True)
+    elif config.pretrained == "imagenet" and resume_ckpt is None:
+        try:
+            loaded = load_imagenet_into(model)
+        except PretrainedWeightsError as exc:
+            raise TrainingError(str(exc)) from None
+        if d.main:
+            print(f"ImageNet init: {loaded['loaded']} encoder tensors loaded, {loaded['dropped_head']} classifier tensors dropped", flush=True)
+    model = model.to(d.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(config.loss, weights, **config.loss_kwargs).to(d.device)

@@ -30,8 +30,10 @@ import androidx.camera.view.PreviewView;
 import androidx.core.content.ContextCompat;
 
 import com.facesegtool.core.Effects;
+import com.facesegtool.core.HeadMerge;
 import com.facesegtool.core.ImageOps;
 import com.facesegtool.core.Overlay;
+import com.facesegtool.core.ScoreSmoother;
 import com.facesegtool.core.Sidecar;
 
 import java.io.IOException;
@@ -54,6 +56,11 @@ public class MainActivity extends ComponentActivity {
 
     private final ExecutorService worker = Executors.newSingleThreadExecutor();
     private Segmenter segmenter; // used on the worker thread only
+    // Live frames: class scores averaged over time (restarts on a scene cut), so edges do not flicker.
+    private ScoreSmoother smoother; // worker thread only
+    private double smootherStrength = -1; // the strength `smoother` was made with
+    private volatile double steady = ScoreSmoother.DEFAULT_STRENGTH; // the Steady slider
+    private volatile boolean restartSmoothing = true;
 
     private PreviewView preview;
     private ImageView overlayView, photoView;
@@ -101,11 +108,13 @@ public class MainActivity extends ComponentActivity {
         }
         findViewById(R.id.switch_camera).setOnClickListener(v -> {
             frontCamera = !frontCamera;
+            restartSmoothing = true; // another scene
             if (!photoMode) startCamera();
         });
         findViewById(R.id.gallery).setOnClickListener(v -> pickPhoto.launch("image/*"));
         findViewById(R.id.live).setOnClickListener(v -> {
             photoMode = false;
+            restartSmoothing = true;
             photoView.setVisibility(View.GONE);
             startCamera();
         });
@@ -122,6 +131,11 @@ public class MainActivity extends ComponentActivity {
             @Override public void onProgressChanged(SeekBar s, int progress, boolean fromUser) { alpha = progress / 100.0; }
             @Override public void onStartTrackingTouch(SeekBar s) {}
             @Override public void onStopTrackingTouch(SeekBar s) { refreshPhoto(); }
+        });
+        ((SeekBar) findViewById(R.id.steady)).setOnSeekBarChangeListener(new SeekBar.OnSeekBarChangeListener() {
+            @Override public void onProgressChanged(SeekBar s, int progress, boolean fromUser) { steady = progress / 100.0; }
+            @Override public void onStartTrackingTouch(SeekBar s) {}
+            @Override public void onStopTrackingTouch(SeekBar s) {}
         });
         View.OnClickListener redraw = v -> {
             hairOn = hair.isChecked();
@@ -227,8 +241,9 @@ public class MainActivity extends ComponentActivity {
         Segmenter.Result r = segmenter.run(input);
         lastInference = String.format("%s  %.1f ms", segmenter.acceleratorLabel, r.inferenceMs);
         int background = sc.classIndex("background");
+        byte[] classes = live ? steadyMask(r) : r.mask;
         if (live && !effectsMode) {
-            int[] layer = Overlay.layer(r.mask, sc.palette, background, alpha);
+            int[] layer = Overlay.layer(classes, sc.palette, background, alpha);
             return Bitmap.createBitmap(layer, r.width, r.height, Bitmap.Config.ARGB_8888);
         }
         int ow = w, oh = h;
@@ -237,7 +252,7 @@ public class MainActivity extends ComponentActivity {
             ow = oh = LIVE_EFFECT_SIDE;
             pixels = ImageOps.resizeBilinear(argb, w, h, ow, oh);
         }
-        byte[] mask = ImageOps.resizeMaskNearest(r.mask, r.width, r.height, ow, oh);
+        byte[] mask = ImageOps.resizeMaskNearest(classes, r.width, r.height, ow, oh);
         int[] out;
         if (effectsMode) {
             Effects.Params p = Effects.Params.defaults();
@@ -251,6 +266,23 @@ public class MainActivity extends ComponentActivity {
             out = Overlay.blend(pixels, mask, sc.palette, background, alpha);
         }
         return Bitmap.createBitmap(out, ow, oh, Bitmap.Config.ARGB_8888);
+    }
+
+    /**
+     * Worker thread: the live frame's mask from its scores smoothed over time (the same
+     * ScoreSmoother as `facesegtool predict` on a video; Steady slider = its strength, 0 = off).
+     */
+    private byte[] steadyMask(Segmenter.Result r) {
+        double strength = steady;
+        if (strength <= 0) return r.mask;
+        if (smoother == null || strength != smootherStrength) {
+            smoother = new ScoreSmoother(strength, ScoreSmoother.CUT_SHARE);
+            smootherStrength = strength;
+        }
+        int classes = segmenter.sidecar.numClasses;
+        float[] s = smoother.update(r.scores, r.height, r.width, classes, restartSmoothing);
+        restartSmoothing = false;
+        return HeadMerge.argmax(s, r.width * r.height, classes);
     }
 
     private String statsText(double fps) {

@@ -34,14 +34,20 @@ final class Segmenter implements AutoCloseable {
 
     enum Accelerator { GPU, CPU }
 
-    /** One inference: the class mask at the model's output size, and how long the interpreter took. */
+    /**
+     * One inference: the class mask at the model's output size, the class scores behind it (row major
+     * height x width x classes, dequantized; for the temporal smoothing), and how long the
+     * interpreter took.
+     */
     static final class Result {
         final byte[] mask;
+        final float[] scores;
         final int width, height;
         final double inferenceMs;
 
-        Result(byte[] mask, int width, int height, double inferenceMs) {
+        Result(byte[] mask, float[] scores, int width, int height, double inferenceMs) {
             this.mask = mask;
+            this.scores = scores;
             this.width = width;
             this.height = height;
             this.inferenceMs = inferenceMs;
@@ -105,7 +111,8 @@ final class Segmenter implements AutoCloseable {
         interpreter.run(input, output);
         double ms = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6;
         output.rewind();
-        return new Result(ModelIO.argmax(output, sidecar), sidecar.outputWidth, sidecar.outputHeight, ms);
+        return new Result(ModelIO.argmax(output, sidecar), ModelIO.scores(output, sidecar), sidecar.outputWidth,
+                sidecar.outputHeight, ms);
     }
 
     @Override

@@ -134,4 +134,36 @@ public final class ModelIO {
         }
         return mask;
     }
+
+    /**
+     * The model output as row major height x width x classes float scores (NHWC order whatever the
+     * output layout): float32 as is, int8/uint8 dequantized as (float) (q - zp) * (float) scale, the
+     * float32 steps of facesegtool.tflite_runner.TFLiteModel.dequantize. For the smoothing and the
+     * whole-head merge, which need scores rather than a class.
+     */
+    public static float[] scores(ByteBuffer output, Sidecar sc) {
+        ByteBuffer buf = output.duplicate().order(output.order());
+        int h = sc.outputHeight, w = sc.outputWidth, n = sc.numClasses;
+        boolean nchw = sc.outputLayout.equals("NCHW");
+        String dt = sc.outputDtype;
+        float[] out = new float[h * w * n];
+        float scale = sc.outputQuant == null ? 1f : (float) sc.outputQuant.scale;
+        int zp = sc.outputQuant == null ? 0 : sc.outputQuant.zeroPoint;
+        for (int i = 0; i < h * w; i++) {
+            for (int c = 0; c < n; c++) {
+                int src = nchw ? c * h * w + i : i * n + c;
+                float v;
+                if (dt.equals("float32")) {
+                    v = buf.getFloat(4 * src);
+                } else if (dt.equals("int8") || dt.equals("uint8")) {
+                    int q = dt.equals("uint8") ? buf.get(src) & 255 : buf.get(src);
+                    v = sc.outputQuant == null ? q : (float) (q - zp) * scale;
+                } else {
+                    throw new IllegalArgumentException("unsupported output dtype " + dt);
+                }
+                out[i * n + c] = v;
+            }
+        }
+        return out;
+    }
 }

@@ -1,13 +1,8 @@
-"""What did export cost? Run PyTorch and each exported .tflite on the same real faces and compare.
+"""The comparison: PyTorch and every .tflite on the same faces, scored against the truth and each other.
 
 Per model: macro IoU against the ground truth for PyTorch and TFLite and the drop (in IoU
 points), the drop per class, how far the two masks agree, and how far the logits differ.
-A gate fails the run when a drop exceeds --max-drop (or a class's --max-class-drop).
-When an int8 model fails, int8_diagnosis names the layers where it leaves float, and can
-re-export with remedies and measure each.
-
-Both sides see the same pixels: each face is resized once to the model size, then the
-PyTorch side is fed per the checkpoint's input contract (NCHW) and TFLite per its sidecar.
+A gate fails the run when a drop exceeds max_drop (or a class's max_class_drop).
 """
 
 from __future__ import annotations
@@ -16,132 +11,21 @@ import heapq
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import REPO_ROOT, default_checkpoint, load_model
-from .data.celebamask import CelebAMaskIndex
-from .data.dataset import FaceParsingDataset, to_input_tensor
-from .data.source import DataError, images_in, read_rgb
-from .metrics import ConfusionMeter, SegmentationScores
-from .tflite_runner import TFLiteModel
+from ..checkpoint import default_checkpoint
+from ..data.dataset import to_input_tensor
+from ..export.op_analysis import analyze_ops
+from ..metrics import ConfusionMeter, SegmentationScores
+from ..tflite_runner import TFLiteModel
+from .faces import Face, FaceSet, VerifyError
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "celebamask-mini"
 DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model
 VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
 N_EXAMPLES = 4  # faces per model in the report's picture
-
-
-class VerifyError(ValueError):
-    """Bad input to verify (the message names the file and what to do)."""
-
-
-# --- faces ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Face:
-    name: str
-    image: np.ndarray  # size x size x 3 uint8 RGB
-    mask: np.ndarray | None  # size x size uint8 class index, 255 = ignore; None without labels
-
-
-@dataclass
-class FaceSet:
-    """Faces of one data folder, read lazily and resized to the model size."""
-
-    root: Path
-    kind: str  # "prepared" | "celebamask" | "images"
-    split: str | None  # None: every image of the folder
-    names: list[str]
-    size: int
-    _read: Callable[[int], tuple[np.ndarray, np.ndarray | None]]  # i -> (RGB, class mask or None), any size
-
-    @property
-    def has_masks(self) -> bool:
-        return self.kind != "images"
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __iter__(self) -> Iterator[Face]:
-        for i, name in enumerate(self.names):
-            try:
-                image, mask = self._read(i)
-            except DataError as exc:
-                raise VerifyError(str(exc)) from exc
-            image, mask = _square_resize(image, mask, self.size)
-            yield Face(name, image, mask)
-
-
-def _square_resize(image: np.ndarray, mask: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Centre square crop, then resize as training does (area when shrinking, nearest for masks)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top : top + side, left : left + side]
-    if side != size:
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-    if mask is not None:
-        mask = mask[top : top + side, left : left + side]
-        if side != size:
-            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return np.ascontiguousarray(image), mask
-
-
-def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256, limit: int | None = None) -> FaceSet:
-    """The faces to verify on: a prepared dir, a CelebAMask-style images/ + masks/ folder, or plain images.
-
-    data_dir None: the shared CelebAMask val split (../shared/data/celebamask-mini), if present.
-    A folder's own SPLIT.txt selects its images; without one, every image is used.
-    """
-    if data_dir is None:
-        if not DEFAULT_DATA.is_dir():
-            raise VerifyError(f"no faces to verify on: {DEFAULT_DATA} is absent; pass --data DIR")
-        data_dir = DEFAULT_DATA
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise VerifyError(f"{root}: no such data folder")
-    try:
-        if (root / "manifest.json").is_file():
-            dataset = FaceParsingDataset(root, split, size=size)
-            kind, names, used_split = "prepared", dataset.names, split
-            read = dataset.read
-        elif (root / "images").is_dir() and (root / "masks").is_dir():
-            source = CelebAMaskIndex(root)
-            samples = source.samples()
-            used_split = split if any(s.split for s in samples) else None
-            samples = [s for s in samples if used_split is None or s.split == used_split]
-            unlabelled = [s for s in samples if s.problem]
-            if unlabelled:
-                raise VerifyError(
-                    f"{root / 'masks'}: no mask for {len(unlabelled)} of {len(samples)} images, "
-                    f"e.g. {unlabelled[0].problem[1]}"
-                )
-            kind, names = "celebamask", [s.name for s in samples]
-            read = lambda i: source.load(samples[i])[:2]  # noqa: E731
-        else:
-            paths = images_in(root / "images" if (root / "images").is_dir() else root)
-            listed = root / f"{split}.txt"
-            used_split = split if listed.is_file() else None
-            if used_split:
-                wanted = {Path(n).stem for n in listed.read_text().split()}
-                paths = [p for p in paths if p.stem in wanted]
-            kind, names = "images", [p.stem for p in paths]
-            read = lambda i: (read_rgb(paths[i]), None)  # noqa: E731
-    except VerifyError:
-        raise
-    except ValueError as exc:  # PreparedDataError, DataError: the message already names file and problem
-        raise VerifyError(str(exc)) from exc
-    if limit is not None:
-        names = names[:limit]
-    if not names:
-        raise VerifyError(f"{root}: no images to verify on" + (f" in split '{used_split}'" if used_split else ""))
-    return FaceSet(root, kind, used_split, names, size, read)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -244,8 +128,10 @@ class ModelResult:
     max_drop: float
     max_class_drop: float | None
     examples: list[Example] = field(default_factory=list)
-    diagnosis: dict | None = None
+    diagnosis: dict | None = None  # int8: where it leaves float (int8_diagnosis.py)
     remedies: list[dict] | None = None
+    conversion: dict | None = None  # fp32: the first ONNX node that converts wrongly (conversion.py)
+    graph: dict = field(default_factory=dict)  # op histogram and GPU-delegate refusals (export/op_analysis.py)
 
     @property
     def name(self) -> str:
@@ -317,6 +203,8 @@ class ModelResult:
             "tflite_scores": None if self.tflite is None else self.tflite.as_dict(),
             "seconds": round(self.seconds, 2),
             "diagnosis": self.diagnosis,
+            "conversion_check": self.conversion,
+            "graph": self.graph,
             "remedies": self.remedies,
         }
 
@@ -365,11 +253,6 @@ class VerifyResult:
             "models": [m.to_dict() for m in self.models],
             "notes": self.notes,
         }
-
-    def summary(self) -> str:
-        from .verify_report import summary_text
-
-        return summary_text(self)
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -427,6 +310,8 @@ class _ModelMeter:
             max_drop=max_drop,
             max_class_drop=max_class_drop,
             examples=[e for _, _, e in sorted(self._heap, key=lambda t: t[:2], reverse=True)],
+            # What the export recorded; older sidecars lack it, and the analyzer takes milliseconds.
+            graph=self.model.sidecar.get("graph") or analyze_ops(self.model.path),
         )
 
 
@@ -452,53 +337,3 @@ def compare(
             meter.update(face, reference, reference_mask)
     torch_scores = torch_meter.scores() if faces.has_masks else None
     return torch_scores, [m.result(torch_scores, max_drop, max_class_drop) for m in meters]
-
-
-def verify(
-    checkpoint: str | Path | None = None,
-    tflite: list[str | Path] | None = None,
-    export_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    split: str = "val",
-    max_drop: float = 0.01,
-    max_class_drop: float | None = None,
-    report_dir: str | Path | None = None,
-    limit: int | None = None,
-    num_threads: int | None = None,
-    diagnose: bool | None = None,
-    try_remedies: bool = False,
-    progress: bool = True,
-) -> VerifyResult:
-    """Compare every exported model with its PyTorch checkpoint on real faces; see the module doc.
-
-    max_drop / max_class_drop are IoU fractions (0.01 = 1 point). diagnose: None = only for int8
-    models that fail the gate, True = for every int8 model, False = never. try_remedies re-exports
-    each diagnosed model with the exporter's remedies and measures them (slow: one export each).
-    """
-    if max_drop < 0 or (max_class_drop is not None and max_class_drop < 0):
-        raise VerifyError("--max-drop and --max-class-drop are IoU fractions >= 0 (0.01 = 1 point)")
-    if limit is not None and limit < 1:
-        raise VerifyError("--limit must be at least 1")
-    models = [TFLiteModel(p, num_threads=num_threads) for p in find_models(tflite, export_dir)]
-    checkpoint = resolve_checkpoint(checkpoint, models)
-    net, ckpt = load_model(checkpoint)
-    for model in models:
-        check_contract(model, ckpt, checkpoint)
-    faces = open_faces(data_dir, split, size=int(ckpt["input"]["size"]), limit=limit)
-    torch_scores, results = compare(net, ckpt, models, faces, max_drop, max_class_drop, progress=progress)
-    result = VerifyResult(checkpoint, faces, torch_scores, results, max_drop, max_class_drop)
-    if not faces.has_masks:
-        result.notes.append(
-            f"{faces.root} has no masks: only PyTorch-vs-TFLite agreement is reported and the IoU gate is not applied"
-        )
-
-    if diagnose is not False or try_remedies:
-        from .int8_diagnosis import diagnose_results
-
-        diagnose_results(result, net, ckpt, models, force=bool(diagnose) or try_remedies, try_remedies=try_remedies,
-                         num_threads=num_threads, progress=progress)
-    if report_dir is not None:
-        from .verify_report import write_report
-
-        write_report(result, report_dir)
-    return result

@@ -14,15 +14,14 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .labels import CLASSES, PALETTE, colorize
-
-if TYPE_CHECKING:
-    from .verify import ModelResult, VerifyResult
+from ..atomic import write_bytes_atomic
+from ..labels import CLASSES, PALETTE, colorize
+from ..export.conversion_check import describe_fault
+from ..export.op_analysis import LAYOUT_OPS
+from .compare import ModelResult, VerifyResult
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -136,6 +135,24 @@ def remedies_table(m: ModelResult) -> str:
     return _table(["remedy", "drop (pt)", "better by (pt)", "pixel agreement", "agreement mIoU", "MB", "gate"], rows)
 
 
+def graph_table(result: VerifyResult) -> str:
+    """Per model: ops in all, the pure data-movement ops, and what a phone's GPU delegate would refuse."""
+    rows = []
+    for m in result.models:
+        g = m.graph or {}
+        refused = g.get("gpu_incompatible")
+        gpu = "n/a" if refused is None else "all ops" if not refused else \
+            "refuses " + ", ".join(f"{op} x{len(v)}" for op, v in refused.items())
+        layout = g.get("layout_ops") or {}
+        rows.append([m.name, str(sum((g.get("ops") or {}).values())),
+                     *[str(layout.get(op, "n/a")) for op in LAYOUT_OPS], gpu])
+    return _table(["model", "ops", *LAYOUT_OPS, "GPU delegate"], rows)
+
+
+def conversion_text(m: ModelResult) -> str:
+    return f"{m.name}: {describe_fault(m.conversion)}" if m.conversion else ""
+
+
 def summary_text(result: VerifyResult) -> str:
     f = result.faces
     parts = [
@@ -145,7 +162,10 @@ def summary_text(result: VerifyResult) -> str:
     if result.torch is not None:
         parts.append(f"PyTorch: macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f})")
     parts += ["", models_table(result), "", class_table_title(result), class_table(result)]
+    parts += ["", "Graph (ops in each .tflite; the four middle columns only move data):", graph_table(result)]
     for m in result.models:
+        if m.conversion:
+            parts += ["", conversion_text(m)]
         if m.diagnosis:
             parts += ["", diagnosis_text(m)]
         if m.remedies:
@@ -307,9 +327,18 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
         "",
         "![per-class drops](drops.png)",
         "",
+        "## Graph",
+        "",
+        "Ops in each .tflite (TFLite's model analyzer); TRANSPOSE, GATHER, CAST and RESHAPE only move data, and "
+        "an op the GPU delegate refuses runs on the phone's CPU instead.",
+        "",
+        graph_table(result),
+        "",
     ]
     for m in result.models:
         md += [f"## {m.name}", ""]
+        if m.conversion:
+            md += [conversion_text(m), ""]
         if m.diagnosis:
             md += ["```", diagnosis_text(m), "```", ""]
         if m.remedies:

@@ -19,15 +19,14 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .tflite_runner import TFLiteModel, TFLiteModelError
-
-if TYPE_CHECKING:
-    from .verify import ModelResult, VerifyResult
+from ..export.calibration import CALIBRATION_DIR, list_images
+from ..tflite_runner import TFLiteModel, TFLiteModelError
+from .compare import ModelResult, VerifyResult, check_contract, compare
+from .faces import DEFAULT_DATA
 
 DIAGNOSIS_FACES = 8
 # A layer "jumps" when its output error is at least twice its inputs' and up by this much.
@@ -172,9 +171,6 @@ def export_kwargs(sidecar: dict) -> dict:
 
 def _more_calibration(sidecar: dict) -> dict | None:
     """A larger calibration set than the export used: all of its folder, else the shared unlabelled faces."""
-    from .export.calibration import CALIBRATION_DIR, list_images
-    from .verify import DEFAULT_DATA
-
     calibration = (sidecar.get("export") or {}).get("calibration") or {}
     used = int(calibration.get("images") or 0)
     folder = Path(calibration.get("folder") or CALIBRATION_DIR)
@@ -256,7 +252,7 @@ def diagnose(model: TFLiteModel, models: list[TFLiteModel], images: list[np.ndar
 
 def _exporter():
     try:
-        from .export import export
+        from ..export import export  # late: the exporter is only needed to try remedies
     except ImportError:
         return None
     return export
@@ -273,8 +269,6 @@ def measure_remedies(
     progress: bool,
 ) -> list[dict]:
     """Re-export with each suggested remedy and verify it on the same faces."""
-    from .verify import check_contract, compare
-
     export = _exporter()
     if export is None:
         return [{"name": "all", "error": "facesegtool.export is not available"}]

@@ -1,0 +1,54 @@
+"""Carve a development split out of a prepared set's train split, for choosing recipes honestly.
+
+The fixed val split is the number we report, so recipes, epochs and checkpoints are chosen on a
+`dev` split taken from train instead. The carved set is a new prepared dir whose "train" is the
+rest of train and whose "val" is the dev faces; the original val faces are left out of it
+entirely, so nothing trained or selected on the carved set has seen them. Images and masks are
+not copied: images/ and masks/ link to the parent set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..labels import NUM_CLASSES
+from .dataset import PreparedDataError, load_prepared, split_names
+from .prepare import _replace_dir, class_weights
+from .source import stable_fraction
+
+
+def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: int = 0) -> dict:
+    """Write OUT: train = PREPARED's train minus `holdout` faces, val = those faces. Returns the manifest."""
+    prepared, out = Path(prepared).resolve(), Path(out)
+    manifest = load_prepared(prepared)
+    train = split_names(manifest, "train")
+    if not 0 < holdout < len(train):
+        raise PreparedDataError(f"{prepared}: --holdout must be between 1 and {len(train) - 1} (train has {len(train)})")
+    # A stable hash of (seed, name): the same dev faces on every machine and every rerun.
+    ranked = sorted(train, key=lambda name: stable_fraction(f"{seed}:{name}"))
+    dev = set(ranked[:holdout])
+    items = [dict(it, split="val" if it["name"] in dev else "train") for it in manifest["items"] if it.get("split") == "train"]
+    pixels = {"train": np.zeros(NUM_CLASSES, dtype=np.int64), "val": np.zeros(NUM_CLASSES, dtype=np.int64)}
+    for it in items:
+        mask = cv2.imread(str(prepared / "masks" / f"{it['name']}.png"), cv2.IMREAD_UNCHANGED)
+        pixels[it["split"]] += np.bincount(mask.ravel(), minlength=256)[:NUM_CLASSES]
+    carved = {
+        **{k: v for k, v in manifest.items() if k not in ("items", "class_pixels", "weights", "skipped")},
+        "items": items,
+        "carved_from": {"path": str(prepared), "holdout": holdout, "seed": seed, "val_left_out": len(split_names(manifest, "val"))},
+        "class_pixels": {split: [int(v) for v in counts] for split, counts in pixels.items()},
+        "weights": class_weights(pixels["train"]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    for sub in ("images", "masks"):
+        os.symlink(os.path.relpath(prepared / sub, out.resolve()), tmp / sub)  # relative to where the link will live
+    (tmp / "manifest.json").write_text(json.dumps(carved, indent=1))
+    _replace_dir(tmp, out)
+    return carved

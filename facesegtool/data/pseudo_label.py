@@ -1,0 +1,154 @@
+"""Self-training data: a teacher model labels unlabelled faces, keeping only the pixels it is sure of.
+
+The teacher runs on each face and on its mirror image (flip test-time augmentation; left/right
+parts are merged classes here, so a mirrored face's mask is the mirrored mask) and the two
+softmaxes are averaged. Pixels whose top probability is below `threshold` become IGNORE_INDEX
+(255), which every loss here leaves out, so the student learns only from confident pixels.
+The result is a prepared dataset (all items in "train") that `train --extra-train` mixes in.
+The teacher never ships, so it may be any checkpoint (bigger, slower, trained at another size).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..checkpoint import load_model
+from ..labels import CLASSES, IGNORE_INDEX, NUM_CLASSES
+from .dataset import MANIFEST_FORMAT, to_input_tensor
+from .prepare import MANIFEST_VERSION, _check_replaceable, _replace_dir, class_weights
+from .source import BadSampleError, DataSourceError, images_in, read_rgb
+
+
+@dataclass
+class PseudoLabelSummary:
+    out: Path
+    images: int
+    skipped: list[dict]
+    kept_fraction: float  # confident pixels / all pixels
+    kept_by_class: dict[str, float]  # per predicted class: share of its pixels kept
+
+
+@torch.no_grad()
+def teacher_probabilities(model: torch.nn.Module, x: torch.Tensor, flip: bool = True) -> torch.Tensor:
+    """Softmax over classes for a batch N x 3 x H x W, averaged with the mirrored pass when flip."""
+    probs = F.softmax(model(x), dim=1)
+    if flip:
+        probs = 0.5 * (probs + F.softmax(model(x.flip(-1)), dim=1).flip(-1))
+    return probs
+
+
+def confident_mask(probs: torch.Tensor, threshold: float) -> np.ndarray:
+    """N x C x H x W probabilities -> N x H x W uint8 labels, IGNORE_INDEX where max prob < threshold."""
+    confidence, labels = probs.max(dim=1)
+    labels[confidence < threshold] = IGNORE_INDEX
+    return labels.to(torch.uint8).numpy()
+
+
+def _square(rgb: np.ndarray, size: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h != w:  # centre square: face crops are square; anything else is cropped, not stretched
+        side = min(h, w)
+        rgb = rgb[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+def pseudo_label(
+    checkpoint: str | Path,
+    image_dirs: Sequence[str | Path],
+    out: str | Path,
+    size: int | None = None,
+    threshold: float = 0.9,
+    flip: bool = True,
+    batch_size: int = 8,
+    limit: int | None = None,
+    progress: bool = True,
+) -> PseudoLabelSummary:
+    """Label every image in image_dirs with the teacher; write a prepared set at out (atomically)."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    out = Path(out)
+    _check_replaceable(out)
+    model, ckpt = load_model(checkpoint)
+    contract = dict(ckpt["input"])
+    size = int(size or contract["size"])
+    files: list[Path] = []
+    for folder in map(Path, image_dirs):
+        if not folder.is_dir():
+            raise DataSourceError(f"{folder}: not a folder of images")
+        files += images_in(folder)
+    files = files[:limit] if limit else files
+    if not files:
+        raise DataSourceError(f"no images (.jpg/.png) in {', '.join(map(str, image_dirs))}")
+    names = [f"{f.parent.name}-{f.stem}" for f in files]  # folder prefix: two sources may share a stem
+    if len(set(names)) != len(names):
+        raise DataSourceError("two input images would share one name; give folders with distinct names")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
+        items, skipped = [], []
+        predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
+        kept = np.zeros(NUM_CLASSES, dtype=np.int64)
+        bar = tqdm(total=len(files), desc="pseudo-label", unit="img", disable=not progress)
+        for start in range(0, len(files), batch_size):
+            batch, batch_names, batch_files = [], [], []
+            for f, name in zip(files[start:start + batch_size], names[start:start + batch_size]):
+                try:
+                    batch.append(_square(read_rgb(f), size))
+                except BadSampleError as exc:
+                    skipped.append({"file": str(f), "reason": str(exc)})
+                    continue
+                batch_names.append(name)
+                batch_files.append(f)
+            bar.update(len(files[start:start + batch_size]))
+            if not batch:
+                continue
+            x = torch.stack([to_input_tensor(rgb, contract) for rgb in batch])
+            probs = teacher_probabilities(model, x, flip)
+            full = probs.argmax(dim=1).numpy()
+            masks = confident_mask(probs, threshold)
+            predicted += np.bincount(full.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+            kept += np.bincount(full[masks != IGNORE_INDEX].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+            for rgb, mask, name, f in zip(batch, masks, batch_names, batch_files):
+                cv2.imwrite(str(tmp / "images" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(tmp / "masks" / f"{name}.png"), mask)
+                items.append({"name": name, "split": "train", "source": "pseudo-label", "file": str(f)})
+        bar.close()
+        if not items:
+            raise DataSourceError(f"none of the {len(files)} images could be read (see their reasons: {skipped[:3]})")
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "size": size,
+            "classes": list(CLASSES),
+            "sources": [{"kind": "pseudo-label", "roots": [str(d) for d in image_dirs], "samples": len(items)}],
+            "pseudo_label": {"teacher": str(checkpoint), "teacher_model": ckpt["model"]["name"],
+                             "threshold": threshold, "flip": flip, "kept_fraction": float(kept.sum() / predicted.sum())},
+            "items": items,
+            "skipped": skipped,
+            "class_pixels": {"train": [int(v) for v in kept], "val": [0] * NUM_CLASSES},
+            "ignored_pixels": {"train": int(predicted.sum() - kept.sum()), "val": 0},
+            "absent_train_classes": [c for c, n in zip(CLASSES, kept) if n == 0],
+            "weights": class_weights(kept),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    by_class = {c: float(kept[i] / predicted[i]) for i, c in enumerate(CLASSES) if predicted[i]}
+    return PseudoLabelSummary(out, len(items), skipped, float(kept.sum() / predicted.sum()), by_class)

@@ -1,0 +1,128 @@
+"""The pictures and figures under models/<name>/predict/, made again with one command:
+
+    python -m facesegtool.showcase --checkpoint models/default/model.pt --out models/default/predict
+
+* sheet.jpg: the shared photos in the wild, overlay | effects per photo, each labelled with its
+  crop seam (share of the hair outline on a crop edge), face crop alone -> whole head;
+* measures.json: predict's figures per photo, plus the crop-only seam and the video figures;
+* steady.jpg: frames of a shaky clip made from a shared photo (small camera shake and zoom), each
+  frame parsed on its own (top row) and with the tracked crop and smoothed scores (bottom row);
+  red: pixels whose class changed since the previous frame once the camera's motion is undone.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from .atomic import write_bytes_atomic
+from .data.source import read_rgb
+from .effects import DEFAULT_EFFECTS, overlay
+from .measures import consecutive_iou, seam_pixels, shaky_clip
+from .predict import FaceDetector, Segmenter, TorchSegmenter, contact_sheet, label_tile, parse_image, predict
+from .video import DEFAULT_STRENGTH, parse_frames
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-in-the-wild"
+CLIP_PHOTO = "img3.jpg"  # long hair past the face crop
+CLIP_FRAMES = 16
+CLIP_SIDE = 360  # px, the long side of the clip's frames
+STRIP_FRAMES = 5  # the last frames of the clip shown in steady.jpg
+
+
+def changed_since_previous(prev: np.ndarray, mask: np.ndarray, a_prev: np.ndarray, a_now: np.ndarray,
+                           background: int) -> np.ndarray:
+    """H x W bool: foreground pixels whose class differs from the previous frame's, moved by the known motion."""
+    m = np.vstack([a_now, [0, 0, 1]]) @ np.vstack([cv2.invertAffineTransform(a_prev), [0, 0, 1]])
+    h, w = mask.shape
+    moved = cv2.warpAffine(prev, m[:2], (w, h), flags=cv2.INTER_NEAREST, borderValue=255)
+    return (moved != 255) & (moved != mask) & ((moved != background) | (mask != background))
+
+
+def steady_strip(segmenter: Segmenter, detector: FaceDetector, photo: Path, path: Path,
+                 frames: int = CLIP_FRAMES, strength: float = DEFAULT_STRENGTH) -> dict:
+    """Write steady.jpg (see the module doc) and return the clip's flicker figures."""
+    rgb = read_rgb(photo)
+    s = CLIP_SIDE / max(rgb.shape[:2])
+    scene = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    clip, motions = shaky_clip(scene, frames, seed=0)
+    background = segmenter.classes.index("background") if "background" in segmenter.classes else 0
+    fg = [i for i in range(len(segmenter.classes)) if i != background]
+    per_frame = [f.parsed.mask for f in parse_frames(clip, segmenter, detector, steady=False)]
+    steady = list(parse_frames(clip, segmenter, detector, steady=True, strength=strength))
+    figures = {
+        "photo": photo.name,
+        "frames": frames,
+        "strength": strength,
+        "iou_per_frame": consecutive_iou(per_frame, motions, scene.shape[:2], fg),
+        "iou_tracked": consecutive_iou([f.raw for f in steady], motions, scene.shape[:2], fg),
+        "iou_tracked_smoothed": consecutive_iou([f.parsed.mask for f in steady], motions, scene.shape[:2], fg),
+    }
+    rows = []
+    for masks, name, key in ((per_frame, "each frame on its own", "iou_per_frame"),
+                             ([f.parsed.mask for f in steady], "tracked crop + smoothed scores", "iou_tracked_smoothed")):
+        tiles = []
+        for t in range(frames - STRIP_FRAMES, frames):
+            tile = overlay(clip[t], masks[t], 0.5, segmenter.palette, segmenter.classes)
+            tile[changed_since_previous(masks[t - 1], masks[t], motions[t - 1], motions[t], background)] = (255, 0, 0)
+            tiles.append(np.pad(tile, ((0, 4), (0, 4), (0, 0)), constant_values=255))
+        row = np.hstack(tiles)
+        rows.append(label_tile(row, f"{name}: consecutive-frame IoU {figures[key]:.3f} (red: changed class)"))
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError(f"cannot encode {path}")
+    write_bytes_atomic(path, data.tobytes())
+    return figures
+
+
+def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos: str | Path = PHOTOS,
+               progress: bool = True) -> dict:
+    """sheet.jpg, measures.json and steady.jpg in out_dir for a checkpoint (the shipped default when None)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    segmenter, detector = TorchSegmenter(checkpoint), FaceDetector()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = predict([photos], out_dir=tmp, effects=DEFAULT_EFFECTS, face_crop=True, progress=progress,
+                         segmenter=segmenter)
+        doc = json.loads(report.measures.read_text())
+    hair = segmenter.classes.index("hair")
+    edge = boundary = 0
+    for p in report.predictions:
+        before = parse_image(read_rgb(p.input), segmenter, detector, whole_head=False)
+        e, b = seam_pixels(before.mask, hair, before.regions)
+        edge, boundary = edge + e, boundary + b
+        crop_only = e / b if b else 0.0
+        doc["inputs"][p.input.stem]["crop_only_seam_share"] = crop_only
+        if "seam_share" in p.measures:
+            label_tile(p.thumbnail, f"seam {100 * crop_only:.1f}% -> {100 * p.measures['seam_share']:.1f}%")
+    doc["seam"]["crop_only_seam_share"] = edge / boundary if boundary else 0.0
+    contact_sheet(report.predictions, out / "sheet.jpg")
+    doc["video"] = steady_strip(segmenter, detector, Path(photos) / CLIP_PHOTO, out / "steady.jpg")
+    doc["model"] = segmenter.description
+    write_bytes_atomic(out / "measures.json", (json.dumps(doc, indent=1) + "\n").encode())
+    return doc
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="PyTorch checkpoint [default: the shipped models/default/model.pt].")
+@click.option("--photos", type=click.Path(file_okay=False), default=str(PHOTOS), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="models/default/predict", show_default=True)
+def main(checkpoint, photos, out_dir) -> None:
+    """Remake sheet.jpg, measures.json and steady.jpg (predict's pictures and figures) for a model."""
+    doc = regenerate(out_dir, checkpoint, photos)
+    seam, video = doc["seam"], doc["video"]
+    click.echo(f"seam share of the hair outline over {seam['images']} photos: crop only "
+               f"{seam['crop_only_seam_share']:.4f} -> whole head {seam['seam_share']:.4f}")
+    click.echo(f"shaky clip ({video['photo']}, {video['frames']} frames), consecutive-frame IoU with the motion undone: "
+               f"per frame {video['iou_per_frame']:.4f}, tracked {video['iou_tracked']:.4f}, "
+               f"tracked + smoothed {video['iou_tracked_smoothed']:.4f}")
+    click.echo(f"wrote {Path(out_dir) / 'sheet.jpg'}, {Path(out_dir) / 'steady.jpg'}, {Path(out_dir) / 'measures.json'}")
+
+
+if __name__ == "__main__":
+    main()
