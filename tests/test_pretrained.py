@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import FACES_UNLABELLED, REPO, require_shared
+from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, REPO, require_shared
 from facesegtool.checkpoint import make_checkpoint, save_checkpoint, load_model
 from facesegtool.cli import main
 from facesegtool.data.carve import carve_dev_split
@@ -90,6 +90,7 @@ def test_new_checkpoints_load_with_weights_only_and_export_to_onnx(name, tmp_pat
 
 
 def test_carved_dev_split_leaves_val_out_and_is_stable(tmp_path):
+    require_shared(CELEBAMASK_MINI)
     prepared = write_tiny_prepared(tmp_path / "p", n_train=10, n_val=3)
     carved = carve_dev_split(prepared, tmp_path / "dev", holdout=3)
     again = carve_dev_split(prepared, tmp_path / "dev2", holdout=3)
@@ -137,6 +138,7 @@ def test_pseudo_labels_keep_confident_pixels_and_ignore_the_rest(tmp_path):
 def test_train_mixes_pseudo_labels_and_records_imagenet_init(tmp_path):
     from facesegtool.training.loop import TrainConfig, train
 
+    require_shared(CELEBAMASK_MINI)
     prepared = write_tiny_prepared(tmp_path / "p", n_train=8, n_val=2, size=64)
     pseudo = tmp_path / "pseudo"
     # A pseudo set: the same faces, mostly ignore, so training must skip 255 pixels without error.
