@@ -216,7 +216,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Prepared dataset dir (data prepare --out).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run dir: best.pt, last.pt, metrics.csv, curves.png.")
 @click.option("--model", default="unet-mobilenetv3-small", show_default=True, help="Registry name (facesegtool models).")
-@click.option("--loss", type=click.Choice(["ce", "bce", "dice", "focal", "tversky", "bias"]), default="ce", show_default=True)
+@click.option("--loss", default="ce", show_default=True,
+              help="ce, bce, dice, focal, tversky, bias, or a sum of them such as ce+dice.")
 @click.option("--weights", type=click.Choice(["equal", "empirical", "proportional"]), default="equal", show_default=True, help="Class weight scheme from the manifest.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "adamp", "adabelief", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (peak LR for onecycle).")

@@ -197,6 +197,15 @@ def test_train_refuses_no_epochs(tmp_path, epochs):
     assert "checkpoints:" not in result.output and not out.exists()
 
 
+def test_train_refuses_an_unknown_loss_before_writing(tmp_path):
+    require_shared(CELEBAMASK_MINI)
+    prepared = write_tiny_prepared(tmp_path / "prepared", n_train=2, n_val=1, size=TINY)
+    out = tmp_path / "run"
+    result = invoke("train", "--data", prepared, "--out", out, "--loss", "ce+lovasz")
+    assert_clean_error(result, "--loss ce+lovasz", "ce+dice")
+    assert not out.exists()
+
+
 # --- 5. predict on a truncated and an unreadable file ------------------------------------------------
 
 

@@ -187,3 +187,20 @@ def test_each_optimizer_trains(name, batch):
     x, y = batch
     losses = fit(build_loss("ce"), x, y, steps=10, optimizer=name, lr=0.05 if name == "sgd" else 1e-2)
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_a_sum_of_losses_is_the_sum_of_its_terms(batch):
+    x, y = batch
+    torch.manual_seed(2)
+    logits = torch.randn(y.shape[0], NUM_CLASSES, *y.shape[1:])
+    weights = [float(w) for w in EMPIRICAL_WEIGHTS]
+    total = build_loss("ce+dice", weights)(logits, y).item()
+    parts = build_loss("ce", weights)(logits, y).item() + build_loss("dice", weights)(logits, y).item()
+    assert total == pytest.approx(parts, rel=1e-6)
+    # options reach only the terms that take them: gamma is focal's, not CE's
+    focal_sum = build_loss("ce+focal", weights, gamma=0.0)(logits, y).item()
+    assert focal_sum == pytest.approx(2 * build_loss("ce", weights)(logits, y).item(), rel=1e-5)
+    losses = fit(build_loss("ce+dice", weights), x, y, steps=20)
+    assert losses[-1] < 0.9 * losses[0], losses
+    with pytest.raises(ValueError, match="ce\\+dice"):
+        build_loss("ce+lovasz", weights)

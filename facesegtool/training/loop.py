@@ -350,6 +350,10 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.out)
     if config.epochs is not None and config.epochs < 1:
         raise TrainingError(f"--epochs must be at least 1, not {config.epochs}")
+    try:  # a misspelt loss fails here, before any data is read or folder written
+        build_loss(config.loss, None, **config.loss_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(f"--loss {config.loss}: {exc}") from None
     check_writable_dir(out, "--out")  # before the data is read, not at the end of epoch 1
     config, resume_ckpt = _resolve_config(config, out)
     d = _setup_distributed(config.device)

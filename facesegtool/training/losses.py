@@ -193,18 +193,44 @@ class BiasLoss(nn.Module):
 
 
 LOSSES = ("ce", "bce", "dice", "focal", "tversky", "bias")
+_FACTORIES = {
+    "ce": WeightedCrossEntropy,
+    "bce": WeightedBCE,
+    "dice": DiceLoss,
+    "focal": FocalLoss,
+    "tversky": TverskyLoss,
+    "bias": BiasLoss,
+}
+
+
+class SumLoss(nn.Module):
+    """The sum of several losses, e.g. "ce+dice": a per-pixel term for calibrated scores plus a
+    per-class overlap term that counts a thin part's errors as much as a big part's."""
+
+    def __init__(self, terms: Sequence[nn.Module]):
+        super().__init__()
+        self.terms = nn.ModuleList(terms)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(term(logits, target) for term in self.terms)
 
 
 def build_loss(name: str, class_weights: Sequence[float] | None = None, **options) -> nn.Module:
-    """A loss by name; options are the loss's own (gamma for focal, alpha/beta for tversky and bias)."""
-    factories = {
-        "ce": WeightedCrossEntropy,
-        "bce": WeightedBCE,
-        "dice": DiceLoss,
-        "focal": FocalLoss,
-        "tversky": TverskyLoss,
-        "bias": BiasLoss,
-    }
-    if name not in factories:
-        raise ValueError(f"unknown loss {name!r}; use one of {', '.join(LOSSES)}")
-    return factories[name](class_weights, **options)
+    """A loss by name, or a sum of losses joined by "+" ("ce+dice").
+
+    Options are the loss's own (gamma for focal, alpha/beta for tversky and bias); for a sum they
+    go to every term that accepts them.
+    """
+    parts = [p.strip() for p in name.split("+")]
+    unknown = [p for p in parts if p not in _FACTORIES]
+    if unknown or not parts:
+        raise ValueError(f"unknown loss {name!r}; use one of {', '.join(LOSSES)}, or a sum such as ce+dice")
+    if len(parts) == 1:
+        return _FACTORIES[name](class_weights, **options)
+    import inspect
+
+    terms = []
+    for part in parts:
+        accepted = inspect.signature(_FACTORIES[part].__init__).parameters
+        terms.append(_FACTORIES[part](class_weights, **{k: v for k, v in options.items() if k in accepted}))
+    return SumLoss(terms)
