@@ -6,6 +6,7 @@ so rare classes (teeth, glasses, eyes) can count for more than background and fa
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Sequence
 
@@ -192,7 +193,6 @@ class BiasLoss(nn.Module):
         return (z * ce * w).sum() / w.sum().clamp_min(1e-8)
 
 
-LOSSES = ("ce", "bce", "dice", "focal", "tversky", "bias")
 _FACTORIES = {
     "ce": WeightedCrossEntropy,
     "bce": WeightedBCE,
@@ -201,6 +201,7 @@ _FACTORIES = {
     "tversky": TverskyLoss,
     "bias": BiasLoss,
 }
+LOSSES = tuple(_FACTORIES)
 
 
 class SumLoss(nn.Module):
@@ -223,12 +224,10 @@ def build_loss(name: str, class_weights: Sequence[float] | None = None, **option
     """
     parts = [p.strip() for p in name.split("+")]
     unknown = [p for p in parts if p not in _FACTORIES]
-    if unknown or not parts:
+    if unknown:
         raise ValueError(f"unknown loss {name!r}; use one of {', '.join(LOSSES)}, or a sum such as ce+dice")
     if len(parts) == 1:
-        return _FACTORIES[name](class_weights, **options)
-    import inspect
-
+        return _FACTORIES[parts[0]](class_weights, **options)
     terms = []
     for part in parts:
         accepted = inspect.signature(_FACTORIES[part].__init__).parameters
