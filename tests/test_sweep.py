@@ -130,6 +130,8 @@ def test_spec_expands_grid_per_trial_and_names_trials(tmp_path):
     ({"train": {}}, "data needs either prepared"),
     ({"data": {"prepared": "p"}, "steps": ["train", "bench"]}, "add export to steps"),
     ({"data": {"prepared": "p"}, "trials": [{"name": "a"}, {"name": "a"}]}, "both named 'a'"),
+    ({"data": {"prepared": "p", "holdout": 0}}, "data.holdout is a number of train faces"),
+    ({"data": {"prepared": "p", "holdout": "80"}}, "data.holdout is a number of train faces"),
 ])
 def test_bad_spec_is_one_clear_error(tmp_path, content, message):
     spec_file = tmp_path / "bad.yaml"
@@ -159,6 +161,23 @@ def test_shipped_specs_load():
     for path in specs:
         spec = load_spec(path)
         assert spec.budget and spec.trials, path
+        # The shipped tables pick recipes: they score on faces carved from train, never on the val we report.
+        assert spec.data.get("holdout"), path
+
+
+def test_holdout_scores_trials_on_faces_carved_from_train(tiny_prepared, tmp_path):
+    from facesegtool.data.dataset import load_prepared, split_names
+    from facesegtool.sweep.runner import prepare_data
+
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", tiny_prepared, TRIALS))
+    spec.data["holdout"] = 3
+    dev = prepare_data(spec, tmp_path / "out")
+    assert dev == (tmp_path / "out" / "dev").resolve()
+    full, carved = load_prepared(tiny_prepared), load_prepared(dev)
+    scored, trained = set(split_names(carved, "val")), set(split_names(carved, "train"))
+    assert len(scored) == 3 and scored | trained == set(split_names(full, "train"))
+    assert not scored & trained and not scored & set(split_names(full, "val"))
+    assert prepare_data(spec, tmp_path / "out") == dev  # a resumed sweep reuses the carve
 
 
 # --- a real sweep ---------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines += [f"Budget: {meta['budget']}.", ""]
     lines += [
         f"{meta['finished']} of {meta['trials']} trials finished ({meta['ok']} ok, {meta['failed']} failed); "
-        f"data {meta['data']}; "
+        f"data {meta['data']}, scored on {meta.get('scored_on', 'the val split')}; "
         f"host latency on {meta['bench_threads']} thread(s) of {meta['cpu']}.",
         "",
     ]
@@ -140,7 +140,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if r["status"] != "ok":
             cells[len(labels)] = f"**failed** ({r['failed_step']})"
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per-class IoU (PyTorch, val split; '-' where a class is in neither truth nor prediction):", ""]
+    scored = meta.get("scored_on", "the val split")
+    lines += ["", f"Per-class IoU (PyTorch, {scored}; '-' where a class is in neither truth nor prediction):", ""]
     head = [*labels, *CLASSES[1:]]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -153,7 +154,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines += [f"- `{r['name']}` at {r['failed_step']}: {r['error']}" for r in failed]
     lines += [
         "",
-        "IoU / F1: macro over the 11 classes with background, argmax masks, confusion over the whole val split; "
+        "IoU / F1: macro over the 11 classes with background, argmax masks, confusion over all scored faces; "
         "fg: the same without background. Modules: layers (modules without children). CPU ms: PyTorch eager, "
         "batch 1, median. TFLite ms: the host interpreter (XNNPACK). int8 drop: PyTorch fg IoU minus int8 fg IoU "
         "on the same faces, in IoU points. GPU delegate: TFLite's own compatibility check of the fp32 model "

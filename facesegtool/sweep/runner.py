@@ -2,7 +2,8 @@
 
     report = run_sweep("models/sweeps/weights.yaml", "runs/sweep-weights", jobs=1)
 
-OUT/spec.yaml is the spec as run, OUT/data the prepared set (unless the spec names one),
+OUT/spec.yaml is the spec as run, OUT/data the prepared set (unless the spec names one), OUT/dev
+its carved dev split when the spec asks for `holdout`,
 OUT/trials/NN-NAME/ one folder per trial (see trial.py), and OUT/results.* the tables.
 A trial whose result.json exists is done and is not run again (a failed one only with
 retry_failed); so a killed sweep, run again with the same command, continues where it stopped.
@@ -49,7 +50,11 @@ class SweepReport:
 
 
 def prepare_data(spec: SweepSpec, out: Path, progress: bool = True) -> Path:
-    """The prepared set every trial reads: the spec's `prepared` dir, or OUT/data prepared once."""
+    """The prepared set every trial reads: the spec's `prepared` dir, or OUT/data prepared once.
+
+    With `holdout: N` the trials read OUT/dev instead: train minus N faces, scored on those N
+    (data.carve), so a sweep that picks recipes never looks at the val faces we report.
+    """
     from ..data.dataset import PreparedDataError, load_prepared
 
     data = spec.data
@@ -59,7 +64,24 @@ def prepare_data(spec: SweepSpec, out: Path, progress: bool = True) -> Path:
             load_prepared(path)
         except PreparedDataError as exc:
             raise SweepError(f"{spec.path}: data.prepared: {exc}") from exc
+    else:
+        path = _prepare_sources(spec, out, progress)
+    holdout = data.get("holdout")
+    if not holdout:
         return path
+    dev = (out / "dev").resolve()
+    if not (dev / "manifest.json").is_file():
+        from ..data.carve import carve_dev_split
+
+        try:
+            carve_dev_split(path, dev, int(holdout))
+        except (PreparedDataError, OSError) as exc:
+            raise SweepError(f"{spec.path}: data.holdout: {exc}") from exc
+    return dev
+
+
+def _prepare_sources(spec: SweepSpec, out: Path, progress: bool) -> Path:
+    data = spec.data
     path = (out / "data").resolve()
     if (path / "manifest.json").is_file():
         return path
@@ -324,6 +346,8 @@ def write_sweep_results(spec: SweepSpec, out: Path, data: Path) -> list[Path]:
         "spec": str(spec.path), "table": spec.table, "steps": spec.steps, "data": str(data),
         "trials": len(spec.trials), "finished": len(rows), "ok": ok, "failed": len(rows) - ok,
         "bench_threads": ",".join(map(str, threads)), "cpu": host_description()["cpu"],
+        "scored_on": (f"{spec.data['holdout']} dev faces carved from train (val untouched)"
+                      if spec.data.get("holdout") else "the val split"),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return write_results(out, rows, meta)

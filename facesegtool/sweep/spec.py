@@ -6,6 +6,7 @@
     data:                  # prepared once into OUT/data; or `prepared: DIR` to use a prepared set as is
       celebamask: ../shared/data/celebamask-mini
       size: 128
+      holdout: 80          # optional: score trials on N faces carved from train (data.carve), never on val
     train:                 # TrainConfig fields shared by every trial (facesegtool train's options)
       model: unet-mobilenetv3-small
       epochs: 5
@@ -38,7 +39,7 @@ from ..training.loop import TrainConfig
 STEPS = ("train", "eval", "export", "verify", "bench")
 TOP_KEYS = {"name", "title", "budget", "notes", "data", "train", "grid", "trials", "steps", "export", "verify", "bench",
             "table", "torchrun"}
-DATA_KEYS = {"prepared", "celebamask", "celebamask_parts", "mut1ny", "size", "val_fraction"}
+DATA_KEYS = {"prepared", "celebamask", "celebamask_parts", "mut1ny", "size", "val_fraction", "holdout"}
 SECTION_DEFAULTS = {
     "export": {"quant": ["fp32", "int8"], "num_calib": 32},
     "verify": {"limit": None},
@@ -135,6 +136,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     sources = [k for k in ("celebamask", "celebamask_parts", "mut1ny") if data.get(k)]
     if bool(data.get("prepared")) == bool(sources):
         raise _fail(path, "data needs either prepared: DIR or a source to prepare (celebamask: DIR, size: PX)")
+    holdout = data.get("holdout")
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1):
+        raise _fail(path, f"data.holdout is a number of train faces to score on (e.g. 80); got {holdout!r}")
 
     steps = list(raw.get("steps") or STEPS)
     bad = [s for s in steps if s not in STEPS]
