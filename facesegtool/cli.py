@@ -646,6 +646,28 @@ def sweep_cmd(spec, out_dir, jobs, threads, launcher, ray_address, retry_failed)
     click.echo("wrote " + ", ".join(str(p) for p in report.files))
 
 
+
+@main.command("sweep-combine")
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the combined results.json/.csv/.md and pareto.png.")
+@click.option("--title", default="Combined sweeps", show_default=True, help="Title of the table and the plot.")
+def sweep_combine_cmd(sweeps, out_dir, title) -> None:
+    """Put several finished sweeps in one table and one Pareto plot (e.g. every architecture).
+
+    \b
+    Example:
+      facesegtool sweep-combine runs/sweep-backbones runs/sweep-ddrnet runs/sweep-regseg \\
+        --out runs/architectures --title "Architectures at one recipe"
+    """
+    from .sweep import combine_results
+
+    try:
+        files = combine_results(list(sweeps), out_dir, title)
+    except ValueError as exc:
+        fail(str(exc))
+    click.echo("wrote " + ", ".join(str(p) for p in files))
+
 # --- predict / android -----------------------------------------------------------------------
 
 

@@ -268,3 +268,20 @@ def test_rerun_with_a_changed_spec_is_refused(killed_and_resumed, tmp_path):
                           env=sweep_env(), timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "was run with another config" in proc.stderr and "01-equal" in proc.stderr
+
+
+def test_combined_sweeps_share_one_table_and_plot(killed_and_resumed, tmp_path):
+    from facesegtool.sweep import combine_results
+
+    out = killed_and_resumed["out"]
+    files = combine_results([out, out], tmp_path / "combined", "Both")
+    assert [p.name for p in files] == ["results.json", "results.csv", "results.md", "pareto.png"]
+    combined = json.loads((tmp_path / "combined" / "results.json").read_text())
+    single = json.loads((out / "results.json").read_text())
+    assert len(combined["trials"]) == 2 * len(single["trials"])
+    # the same trial name in two sweeps is told apart by its sweep's
+    assert {t["name"] for t in combined["trials"]} == {f"tiny/{t['name']}" for t in single["trials"]}
+    md = (tmp_path / "combined" / "results.md").read_text()
+    assert md.startswith("# Both") and "| sweep | name | weights |" in md
+    with pytest.raises(ValueError, match="no readable results.json"):
+        combine_results([out, tmp_path / "nothing"], tmp_path / "c2", "x")

@@ -9,8 +9,9 @@ train / eval / export / verify / bench call, runner.py schedules the trials (loc
 Tune) and resumes a killed sweep, results.py writes the tables and the Pareto plot.
 """
 
-from .results import pareto_front
+from .results import combine_results, pareto_front
 from .runner import LAUNCHERS, SweepError, SweepReport, run_sweep
 from .spec import SpecError, SweepSpec, load_spec
 
-__all__ = ["run_sweep", "SweepReport", "SweepError", "LAUNCHERS", "load_spec", "SweepSpec", "SpecError", "pareto_front"]
+__all__ = ["run_sweep", "SweepReport", "SweepError", "LAUNCHERS", "load_spec", "SweepSpec", "SpecError", "pareto_front",
+           "combine_results"]

@@ -175,3 +175,41 @@ def write_results(out: Path, rows: list[dict], meta: dict) -> list[Path]:
     write_bytes_atomic(paths[2], markdown(rows, meta).encode())
     write_bytes_atomic(paths[3], plot_pareto(rows, meta["title"]))
     return paths
+
+
+def combine_results(sweeps: list[str | Path], out: str | Path, title: str) -> list[Path]:
+    """One table and one Pareto plot over several finished sweeps (e.g. every architecture at one recipe).
+
+    Rows keep their sweep's name as the first column; a trial name used by two sweeps is prefixed
+    with its sweep's. Raises ValueError naming a folder without results.json.
+    """
+    loaded = []
+    for d in map(Path, sweeps):
+        try:
+            loaded.append(json.loads((d / "results.json").read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{d}: no readable results.json (run `facesegtool sweep SPEC --out {d}` first): {exc}") from exc
+    names = [t["name"] for s in loaded for t in s["trials"]]
+    rows, table = [], ["sweep"]
+    for s in loaded:
+        sweep = s["sweep"]
+        table += [k for k in sweep["table"] if k not in table]
+        for t in s["trials"]:
+            name = t["name"] if names.count(t["name"]) == 1 else f"{sweep['name']}/{t['name']}"
+            rows.append({**t, "name": name, "labels": {"sweep": sweep["name"], **t["labels"]}})
+
+    def joined(key: str) -> str:
+        return "; ".join(dict.fromkeys(str(s["sweep"].get(key, "")) for s in loaded if s["sweep"].get(key)))
+
+    meta = {
+        "name": "combined", "title": title, "table": table, "sweeps": [str(d) for d in sweeps],
+        "budget": joined("budget") if len({s["sweep"].get("budget") for s in loaded}) == 1
+        else "each sweep's own (see its results.md)",
+        "notes": "", "data": joined("data"), "scored_on": joined("scored_on") or "the val split",
+        "trials": sum(s["sweep"]["trials"] for s in loaded), "finished": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows), "failed": sum(r["status"] != "ok" for r in rows),
+        "bench_threads": joined("bench_threads"), "cpu": joined("cpu"),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_results(out, rows, meta)
