@@ -392,14 +392,23 @@ def test_interrupted_export_leaves_no_partial_files(small_checkpoint, tmp_path):
             found = list(out.glob(".export-*/*.tflite"))
             if found:
                 seen.append(found[0].name)
-                os.kill(os.getpid(), signal.SIGINT)
+                # To the main thread itself, as a terminal's Ctrl-C reaches the foreground process: a
+                # process-wide kill may land on any thread and leave the main one blocked in its read.
+                signal.pthread_kill(main, signal.SIGINT)
                 return
             time.sleep(0.05)
 
+    main = threading.main_thread().ident
+    # Python's own Ctrl-C handler, whatever an earlier test's imports did to it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=interrupt_when_a_tflite_exists, daemon=True)
     watcher.start()
-    with pytest.raises(KeyboardInterrupt):
-        export(checkpoint=small_checkpoint, quant="all", out_dir=out, num_calib=8, progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export(checkpoint=small_checkpoint, quant="all", out_dir=out, num_calib=8, progress=False)
+            pytest.fail(f"the export finished without being interrupted (the watcher saw {seen or 'no .tflite'})")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     watcher.join(timeout=5)
     assert seen, "the export never produced a .tflite to interrupt"
     assert leftovers(out) == []
