@@ -6,7 +6,6 @@ the session fixtures in conftest.py; the other tests here are cheap or reuse the
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
