@@ -646,7 +646,6 @@ def sweep_cmd(spec, out_dir, jobs, threads, launcher, ray_address, retry_failed)
     click.echo("wrote " + ", ".join(str(p) for p in report.files))
 
 
-
 @main.command("sweep-combine")
 @click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -667,6 +666,7 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
     except ValueError as exc:
         fail(str(exc))
     click.echo("wrote " + ", ".join(str(p) for p in files))
+
 
 # --- predict / android -----------------------------------------------------------------------
 

@@ -116,12 +116,13 @@ def to_csv(rows: list[dict]) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     """The design's table (its columns first), the deployment columns after, then per-class IoU."""
     labels = meta["table"]
+    scored = meta.get("scored_on", "the val split")
     lines = [f"# {meta['title']}", ""]
     if meta.get("budget"):
         lines += [f"Budget: {meta['budget']}.", ""]
     lines += [
         f"{meta['finished']} of {meta['trials']} trials finished ({meta['ok']} ok, {meta['failed']} failed); "
-        f"data {meta['data']}, scored on {meta.get('scored_on', 'the val split')}; "
+        f"data {meta['data']}, scored on {scored}; "
         f"host latency on {meta['bench_threads']} thread(s) of {meta['cpu']}.",
         "",
     ]
@@ -140,7 +141,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if r["status"] != "ok":
             cells[len(labels)] = f"**failed** ({r['failed_step']})"
         lines.append("| " + " | ".join(cells) + " |")
-    scored = meta.get("scored_on", "the val split")
     lines += ["", f"Per-class IoU (PyTorch, {scored}; '-' where a class is in neither truth nor prediction):", ""]
     head = [*labels, *CLASSES[1:]]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
