@@ -278,7 +278,8 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
 
 
 @main.command("pseudo-label")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="The teacher checkpoint (never shipped).")
+@click.option("--checkpoint", "checkpoints", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="The teacher checkpoint (never shipped); repeat it for an ensemble teacher (softmaxes averaged).")
 @click.option("--images", "image_dirs", required=True, multiple=True, type=click.Path(file_okay=False),
               help="Folder of unlabelled face crops (repeatable).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Prepared set to write (all train).")
@@ -287,7 +288,7 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
               help="Keep a pixel when the teacher's top probability reaches this; the rest is ignore (255).")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Average with the mirrored pass.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
-def pseudo_label_cmd(checkpoint, image_dirs, out, size, threshold, flip, limit) -> None:
+def pseudo_label_cmd(checkpoints, image_dirs, out, size, threshold, flip, limit) -> None:
     """Label unlabelled faces with a teacher for self-training (`train --extra-train OUT`).
 
     \b
@@ -300,7 +301,7 @@ def pseudo_label_cmd(checkpoint, image_dirs, out, size, threshold, flip, limit) 
     from .data.source import DataError
 
     try:
-        summary = pseudo_label(checkpoint, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit)
+        summary = pseudo_label(checkpoints, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit)
     except (CheckpointError, DataError, OSError, ValueError) as exc:
         fail(str(exc))
     for item in summary.skipped:

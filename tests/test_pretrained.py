@@ -20,7 +20,7 @@ from facesegtool.checkpoint import make_checkpoint, save_checkpoint, load_model
 from facesegtool.cli import main
 from facesegtool.data.carve import carve_dev_split
 from facesegtool.data.dataset import FaceParsingDataset, load_prepared, split_names
-from facesegtool.data.pseudo_label import pseudo_label, teacher_probabilities
+from facesegtool.data.pseudo_label import confident_mask, pseudo_label, teacher_probabilities
 from facesegtool.labels import IGNORE_INDEX
 from facesegtool.models import create_model
 from facesegtool.models import pretrained as pt
@@ -133,6 +133,29 @@ def test_pseudo_labels_keep_confident_pixels_and_ignore_the_rest(tmp_path):
 
     strict = pseudo_label(teacher, [faces], tmp_path / "strict", threshold=0.99, progress=False)
     assert strict.kept_fraction < summary.kept_fraction
+
+
+def test_ensemble_teacher_averages_its_members(tmp_path, small_checkpoint):
+    require_shared(FACES_UNLABELLED)
+    members = [REPO / "models" / "default" / "model.pt", small_checkpoint]
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for f in sorted(FACES_UNLABELLED.iterdir())[:2]:
+        (faces / f.name).symlink_to(f)
+    size = int(load_model(small_checkpoint)[1]["input"]["size"])
+    summary = pseudo_label(members, [faces], tmp_path / "ens", size=size, threshold=0.6, progress=False)
+    manifest = load_prepared(tmp_path / "ens")
+    assert summary.images == 2 and manifest["pseudo_label"]["teachers"] == [str(m) for m in members]
+
+    teachers = [load_model(m) for m in members]
+    per_member = []
+    for i in range(2):
+        x, mask = FaceParsingDataset(tmp_path / "ens", "train", contract=teachers[0][1]["input"])[i]
+        probs = [teacher_probabilities(model, FaceParsingDataset(tmp_path / "ens", "train", contract=ck["input"])[i][0][None])
+                 for model, ck in teachers]
+        assert (confident_mask(sum(probs) / 2, 0.6)[0] == mask.numpy()).mean() > 0.99  # the mean of the members
+        per_member.append([(confident_mask(p, 0.6)[0] != mask.numpy()).mean() for p in probs])
+    assert min(np.mean(per_member, axis=0)) > 0.005  # not simply one member's labels
 
 
 def test_train_mixes_pseudo_labels_and_records_imagenet_init(tmp_path):
