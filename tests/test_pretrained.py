@@ -148,11 +148,11 @@ def test_ensemble_teacher_averages_its_members(tmp_path, small_checkpoint):
     assert summary.images == 2 and manifest["pseudo_label"]["teachers"] == [str(m) for m in members]
 
     teachers = [load_model(m) for m in members]
+    views = [FaceParsingDataset(tmp_path / "ens", "train", contract=ck["input"]) for _, ck in teachers]
     per_member = []
     for i in range(2):
-        x, mask = FaceParsingDataset(tmp_path / "ens", "train", contract=teachers[0][1]["input"])[i]
-        probs = [teacher_probabilities(model, FaceParsingDataset(tmp_path / "ens", "train", contract=ck["input"])[i][0][None])
-                 for model, ck in teachers]
+        mask = views[0][i][1]
+        probs = [teacher_probabilities(model, view[i][0][None]) for (model, _), view in zip(teachers, views)]
         assert (confident_mask(sum(probs) / 2, 0.6)[0] == mask.numpy()).mean() > 0.99  # the mean of the members
         per_member.append([(confident_mask(p, 0.6)[0] != mask.numpy()).mean() for p in probs])
     assert min(np.mean(per_member, axis=0)) > 0.005  # not simply one member's labels

@@ -86,11 +86,12 @@ def pseudo_label(
         raise ValueError("give at least one teacher checkpoint")
     out = Path(out)
     _check_replaceable(out)
-    teachers = [load_model(c) for c in checkpoints]
-    for (_, ckpt), path in zip(teachers, checkpoints):
+    loaded = [load_model(c) for c in checkpoints]
+    for (_, ckpt), path in zip(loaded, checkpoints):
         if list(ckpt["classes"]) != list(CLASSES):
             raise ValueError(f"{path}: teacher classes {ckpt['classes']} are not this project's {list(CLASSES)}")
-    size = int(size or teachers[0][1]["input"]["size"])
+    teachers = [(model, dict(ckpt["input"])) for model, ckpt in loaded]
+    size = int(size or teachers[0][1]["size"])
     files: list[Path] = []
     for folder in map(Path, image_dirs):
         if not folder.is_dir():
@@ -126,8 +127,8 @@ def pseudo_label(
             if not batch:
                 continue
             probs = sum(
-                teacher_probabilities(model, torch.stack([to_input_tensor(rgb, dict(ckpt["input"])) for rgb in batch]), flip)
-                for model, ckpt in teachers
+                teacher_probabilities(model, torch.stack([to_input_tensor(rgb, contract) for rgb in batch]), flip)
+                for model, contract in teachers
             ) / len(teachers)
             full = probs.argmax(dim=1).numpy()
             masks = confident_mask(probs, threshold)
@@ -147,7 +148,7 @@ def pseudo_label(
             "classes": list(CLASSES),
             "sources": [{"kind": "pseudo-label", "roots": [str(d) for d in image_dirs], "samples": len(items)}],
             "pseudo_label": {"teachers": [str(c) for c in checkpoints],
-                             "teacher_models": [ckpt["model"]["name"] for _, ckpt in teachers],
+                             "teacher_models": [ckpt["model"]["name"] for _, ckpt in loaded],
                              "threshold": threshold, "flip": flip, "kept_fraction": float(kept.sum() / predicted.sum())},
             "items": items,
             "skipped": skipped,
