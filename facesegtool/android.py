@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .effects import Effects, apply_effects, colour_mask, overlay, resize_mask_nearest
+from .predict.effects import Effects, apply_effects, colour_mask, overlay, resize_mask_nearest
 from .labels import CLASSES, PALETTE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,24 +45,41 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+# Tensor types the app's ModelIO can feed and read (fillInput / argmax / scores).
+APP_IO_DTYPES = ("float32", "int8", "uint8")
+
+
 def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Path, Path]:
     """Copy FILE.tflite and its sidecar FILE.json into the app's assets as model.tflite / model.json.
 
-    Checks first that the sidecar is a facesegtool sidecar and that its sha256 is the .tflite's, so
-    the app never pairs a model with another model's pre-processing.
+    Checks first, so that the app never meets a model it cannot run on its first frame: the sidecar
+    is a facesegtool sidecar whose sha256 is the .tflite's; the .tflite loads in the TFLite
+    interpreter (a truncated file fails here, even when its sidecar was written for it) and the
+    sidecar describes its tensors; its input and output types are ones the app feeds and reads
+    (float32, int8, uint8: not an --int16-activations export's int16 I/O).
     """
-    from .tflite_runner import TFLiteModelError, read_sidecar
+    from .tflite_runner import TFLiteModel, TFLiteModelError
 
     tflite = Path(tflite)
     if not tflite.is_file():
         raise AndroidError(f"{tflite}: no such .tflite file")
     try:
-        sidecar = read_sidecar(tflite)
+        model = TFLiteModel(tflite, num_threads=1)
     except TFLiteModelError as exc:
-        raise AndroidError(str(exc)) from exc
-    digest = hashlib.sha256(tflite.read_bytes()).hexdigest()
-    if sidecar.get("sha256") and sidecar["sha256"] != digest:
+        raise AndroidError(f"{exc}; the app would fail on it: re-export it with `facesegtool export`") from exc
+    except UnicodeDecodeError:
+        raise AndroidError(f"{tflite.with_suffix('.json')}: the sidecar is not UTF-8 JSON; re-export the model") from None
+    digest = hashlib.sha256(model._content).hexdigest()
+    if model.sidecar.get("sha256") and model.sidecar["sha256"] != digest:
         raise AndroidError(f"{tflite}: its sidecar's sha256 is another file's; re-export to get a matching pair")
+    io = {"input": np.dtype(model.input_details["dtype"]).name, "output": np.dtype(model.output_details["dtype"]).name}
+    bad = {k: v for k, v in io.items() if v not in APP_IO_DTYPES}
+    if bad:
+        what = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise AndroidError(
+            f"{tflite}: {what}: the app feeds and reads only {'/'.join(APP_IO_DTYPES)} tensors; install the fp32, "
+            "fp16, dynamic or int8 export (an --int16-activations export keeps int16 I/O, for host use)"
+        )
     app = Path(app_dir)
     if not (app / "app").is_dir():
         raise AndroidError(f"{app}: not the android_demo project (no app/ module)")
@@ -212,7 +229,7 @@ def write_steady_golden_inputs(out_dir: Path, mask: np.ndarray) -> None:
     """
     import cv2
 
-    from .head import WIDE, window
+    from .predict.head import WIDE, window
 
     size = mask.shape[0]
     ox, oy = window(size)
@@ -316,9 +333,9 @@ def write_golden_expectations(golden_dir: Path) -> list[Path]:
 
 def _steady_expectations(golden_dir: Path, cases: dict, size: int) -> list[Path]:
     """What the whole-head merge, the int8 dequantization and the smoothing make of their inputs."""
-    from .head import merge_head
+    from .predict.head import merge_head
     from .tflite_runner import TFLiteModel
-    from .video import ScoreSmoother
+    from .predict.video import ScoreSmoother
 
     n = len(CLASSES)
     detail = _read_tensor(golden_dir / "logits_float32.f32.gz", "float32", (1, size, size, n))[0]
@@ -341,6 +358,16 @@ def _steady_expectations(golden_dir: Path, cases: dict, size: int) -> list[Path]
     write_pnm(golden_dir / "smooth_masks.pgm", np.concatenate(smoothed, 0))
     _write_tensor(golden_dir / "smooth_last.f32.gz", state)
     cases["head"] = {"detail": "logits_float32.f32.gz", "wide": "logits_wide_float32.f32.gz", "mask": "head_mask.pgm"}
+    # Class scores upsampled bilinearly before the argmax (predict.upsample): the model's grid to a
+    # photo's size, and a coarse (1/4-like) grid to a non-integer multiple of it.
+    from .predict.upsample import upsample_scores
+
+    cases["upsample"] = []
+    for name, scores, out_hw in (("upsampled_scores.pgm", detail, GOLDEN_UPSCALE),
+                                 ("upsampled_coarse.pgm", frames[0], (4 * SMOOTH_SIZE + 3, 4 * SMOOTH_SIZE - 5))):
+        write_pnm(golden_dir / name, upsample_scores(scores, *out_hw).argmax(-1).astype(np.uint8))
+        source = "logits_float32.f32.gz" if scores is detail else "frames_float32.f32.gz"
+        cases["upsample"].append({"scores": source, "shape": list(scores.shape), "out": list(out_hw), "mask": name})
     cases["scores_int8"] = "scores_int8.f32.gz"
     cases["smooth"] = {
         "frames": "frames_float32.f32.gz",
@@ -351,7 +378,8 @@ def _steady_expectations(golden_dir: Path, cases: dict, size: int) -> list[Path]
         "last": "smooth_last.f32.gz",
         "restarts": restarts,
     }
-    return [golden_dir / f for f in ("head_mask.pgm", "scores_int8.f32.gz", "smooth_masks.pgm", "smooth_last.f32.gz")]
+    return [golden_dir / f for f in ("head_mask.pgm", "scores_int8.f32.gz", "smooth_masks.pgm", "smooth_last.f32.gz",
+                                      "upsampled_scores.pgm", "upsampled_coarse.pgm")]
 
 
 def golden_face(stem: str, size: int = GOLDEN_SIZE, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

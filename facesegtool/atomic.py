@@ -7,6 +7,7 @@ fails names the file or folder the user asked for, never the hidden temp file.""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,3 +75,17 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         except OSError as exc:  # e.g. disk full
             raise _output_error(Path(path), exc) from None
     return Path(path)
+
+
+LOW_SPACE = 64 << 20  # below this a failed write is most likely a full disk
+
+
+def low_space_note(folder: str | Path) -> str:
+    """'; only N MB free on the disk of FOLDER: ...' when that disk is (nearly) full, else ''."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= LOW_SPACE:
+        return ""
+    return f"; only {free / 1e6:.1f} MB free on the disk of {folder}: free some space or choose another --out"

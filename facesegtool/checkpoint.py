@@ -110,6 +110,8 @@ def _load_failure(exc: Exception) -> str:
         if found:
             return f"it holds Python code or objects ({found.group(1)}), not only tensors and plain data, so it was refused"
         return "not tensors and plain data as a checkpoint holds them (corrupt, truncated, or another kind of file)"
+    if isinstance(exc, (KeyError, EOFError)):  # torch.load of text or cut-off bytes: KeyError(101), EOFError
+        return "not a PyTorch checkpoint file (a text file, a cut-off download, or another kind of file)"
     return text.rstrip(".") or type(exc).__name__
 
 

@@ -59,6 +59,36 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+MODEL_HELP = (
+    "The model: a facesegtool checkpoint, a torch.export .pt2, TorchScript, an .onnx file, or CODE.py:FUNCTION "
+    "(your code builds the nn.Module and runs here, as you asked; its state_dict comes from --weights) "
+    "[default: {default}]. --checkpoint is an alias.")
+
+
+def model_options(default: str = "the shipped model, models/default/model.pt or $FACESEGTOOL_MODEL"):
+    """--model/--checkpoint, --spec, --weights: a model from any source (model_source.load_source)."""
+
+    def decorate(command):
+        command = click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                               help="With --model CODE.py:FUNCTION: its state_dict (read with weights_only=True).")(command)
+        command = click.option("--spec", type=click.Path(dir_okay=False), default=None,
+                               help="The model's contract (YAML): labels or preset (celebamask19, lapa11, "
+                                    "facesegtool11), input size/mean/std/channel order, output layout/kind/select, "
+                                    "mapping onto our classes. Silent parts are inferred and said.")(command)
+        return click.option("--model", "--checkpoint", "checkpoint", default=None, metavar="FILE",
+                            help=MODEL_HELP.format(default=default))(command)
+
+    return decorate
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    from .checkpoint import CheckpointError
+    from .model_source import ModelSourceError
+    from .model_spec import ModelSpecError
+
+    return CheckpointError, ModelSourceError, ModelSpecError
+
+
 # --- data: prepare / stats -------------------------------------------------------------------
 
 
@@ -142,6 +172,14 @@ def data_prepare(celebamask, celebamask_parts, mut1ny, mapping, size, out, skip_
     )
     for bad in manifest["skipped"]:
         click.echo(f"  skipped {bad['file']}: {bad['reason']}")
+    _warn_size(size)
+
+
+def _warn_size(size: int) -> None:
+    from .data.prepare import size_warning
+
+    if size_warning(size):
+        click.secho(f"warning: {size_warning(size)}", fg="yellow", err=True)
 
 
 @data.command("stats")
@@ -278,8 +316,11 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
 
 
 @main.command("pseudo-label")
-@click.option("--checkpoint", "checkpoints", required=True, multiple=True, type=click.Path(dir_okay=False),
-              help="The teacher checkpoint (never shipped); repeat it for an ensemble teacher (softmaxes averaged).")
+@click.option("--model", "--checkpoint", "checkpoints", required=True, multiple=True, metavar="FILE",
+              help="The teacher: any model --model takes elsewhere (checkpoint, .pt2, TorchScript, .onnx); repeat it "
+                   "for an ensemble teacher (probabilities averaged in our classes).")
+@click.option("--spec", type=click.Path(dir_okay=False), default=None,
+              help="The teachers' contract (YAML), with the mapping of their labels onto our classes.")
 @click.option("--images", "image_dirs", required=True, multiple=True, type=click.Path(file_okay=False),
               help="Folder of unlabelled face crops (repeatable).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Prepared set to write (all train).")
@@ -288,7 +329,7 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
               help="Keep a pixel when the teacher's top probability reaches this; the rest is ignore (255).")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Average with the mirrored pass.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
-def pseudo_label_cmd(checkpoints, image_dirs, out, size, threshold, flip, limit) -> None:
+def pseudo_label_cmd(checkpoints, spec, image_dirs, out, size, threshold, flip, limit) -> None:
     """Label unlabelled faces with a teacher for self-training (`train --extra-train OUT`).
 
     \b
@@ -301,25 +342,29 @@ def pseudo_label_cmd(checkpoints, image_dirs, out, size, threshold, flip, limit)
     from .data.source import DataError
 
     try:
-        summary = pseudo_label(checkpoints, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit)
+        summary = pseudo_label(checkpoints, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit,
+                               spec=spec)
     except (CheckpointError, DataError, OSError, ValueError) as exc:
         fail(str(exc))
     for item in summary.skipped:
         click.echo(f"skipped {item['file']}: {item['reason']}", err=True)
     per_class = ", ".join(f"{c} {v:.2f}" for c, v in summary.kept_by_class.items())
     click.echo(f"wrote {summary.out}: {summary.images} faces, {summary.kept_fraction:.1%} of pixels kept (by class: {per_class})")
+    if summary.warning:
+        click.secho(f"warning: {summary.warning}", fg="yellow", err=True)
+    _warn_size(summary.size)
 
 
 @main.command("eval")
-@click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint to score [default: the shipped model].")
+@model_options()
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Prepared dataset dir.")
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(), default=None, help="Report dir [default: CHECKPOINT_DIR/eval-SPLIT].")
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Report dir [default: CHECKPOINT_DIR/eval-SPLIT; for the shipped model ./eval/default-SPLIT].")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--overlays", type=int, default=8, show_default=True, help="Faces on the overlay sheet.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads for the latency measurement.")
 @click.option("--latency-runs", type=int, default=50, show_default=True)
-def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads, latency_runs) -> None:
+def eval_cmd(checkpoint, spec, weights, data_dir, split, out_dir, batch_size, overlays, threads, latency_runs) -> None:
     """Score a checkpoint: per-class IoU/F1, confusion matrix, overlay sheet, CPU latency.
 
     \b
@@ -332,7 +377,7 @@ def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads
 
     try:
         result = evaluate(checkpoint, data_dir, split=split, out=out_dir, batch_size=batch_size, overlays=overlays,
-                          threads=threads, latency_runs=latency_runs)
+                          threads=threads, latency_runs=latency_runs, spec=spec, weights=weights)
     except (CheckpointError, PreparedDataError, ValueError) as exc:
         fail(str(exc))
     click.echo(result.files["table"].read_text(), nl=False)
@@ -343,8 +388,7 @@ def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads
 
 
 @main.command("export")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="PyTorch checkpoint [default: the shipped model, models/default/model.pt or $FACESEGTOOL_MODEL].")
+@model_options()
 @click.option("--quant", default="int8", show_default=True, metavar="fp32|fp16|dynamic|int8|all",
               help="TFLite variant(s) to write; comma-separated for several.")
 @click.option("--calibration", "calibration_dir", type=click.Path(file_okay=False), default=None,
@@ -365,10 +409,13 @@ def eval_cmd(checkpoint, data_dir, split, out_dir, batch_size, overlays, threads
 @click.option("--float-layer", "float_layers", multiple=True, metavar="TENSOR",
               help="Keep this layer of the int8 model in float (a tensor name `facesegtool verify` reports; repeatable).")
 @click.option("--opset", type=click.IntRange(17, 20), default=17, show_default=True, help="ONNX opset.")
+@click.option("--resize-output", is_flag=True,
+              help="Bake a bilinear upsample of a lower-resolution output (1/4, 1/8) to the input size into the graph.")
+@click.option("--replace", is_flag=True, help="Remove another model's exports found in --out instead of refusing.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the summary (files, sizes, seconds) as JSON here.")
-def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per_tensor, io_dtype,
-               bake_normalization, int16_activations, float_layers, opset, json_path) -> None:
+def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, size, out_dir, per_tensor, io_dtype,
+               bake_normalization, int16_activations, float_layers, opset, resize_output, replace, json_path) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, fp16, dynamic-range, full-integer int8).
 
     Each .tflite gets a sidecar JSON (labels, palette, input contract, NHWC layout, quantization of
@@ -380,6 +427,8 @@ def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per
       facesegtool export --quant all --checkpoint runs/exp1/best.pt --out exports/exp1
       facesegtool export --quant int8 --io-dtype uint8 --bake-normalization
       facesegtool export --quant int8 --calibration my_faces --per-tensor
+      facesegtool export --model parser.pt2 --spec parser.yaml --quant fp32,int8 --out exports/parser
+      facesegtool export --model my_parser.py:build_model --weights w.pt --spec parser.yaml --resize-output
     """
     import json as jsonlib
 
@@ -397,8 +446,9 @@ def export_cmd(checkpoint, quant, calibration_dir, num_calib, size, out_dir, per
         report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
                         num_calib=num_calib, size=size, per_channel=not per_tensor, io_dtype=io_dtype,
                         bake_normalization=bake_normalization, int16_activations=int16_activations,
-                        float_layers=list(float_layers), opset=opset)
-    except (CheckpointError, CalibrationError, ConversionError, ExportError, ValueError) as exc:
+                        float_layers=list(float_layers), opset=opset, spec=spec, weights=weights,
+                        resize_output=resize_output, replace=replace)
+    except (*_model_errors(), CalibrationError, ConversionError, ExportError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; nothing was written to the output folder")
@@ -449,8 +499,8 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
 
 
 @main.command("verify")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="PyTorch checkpoint [default: the one the models were exported from, else the shipped model].")
+@model_options("the one the models were exported from (their sidecars), else the shipped model; "
+               "for an .onnx model ONNX Runtime is the reference")
 @click.option("--tflite", "tflite", multiple=True, type=click.Path(dir_okay=False),
               help="A .tflite to verify, its sidecar JSON beside it (repeatable).")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
@@ -475,7 +525,7 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
                    "~log2(nodes) when not).")
 @click.option("--try-remedies", is_flag=True,
               help="Re-export diagnosed int8 models with each remedy and measure it (slow: one export each).")
-def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_class_drop, report_dir, as_json,
+def verify_cmd(checkpoint, spec, weights, tflite, export_dir, data_dir, split, max_drop, max_class_drop, report_dir, as_json,
                limit, num_threads, diagnose, try_remedies) -> None:
     """Measure what export cost: PyTorch vs each .tflite on the same real faces, per class, with a gate.
 
@@ -499,8 +549,8 @@ def verify_cmd(checkpoint, tflite, export_dir, data_dir, split, max_drop, max_cl
         result = verify(checkpoint=checkpoint, tflite=list(tflite) or None, export_dir=export_dir, data_dir=data_dir,
                         split=split, max_drop=max_drop, max_class_drop=max_class_drop, report_dir=report_dir,
                         limit=limit, num_threads=num_threads, diagnose=True if diagnose else None,
-                        try_remedies=try_remedies)
-    except (VerifyError, TFLiteModelError, CheckpointError) as exc:
+                        try_remedies=try_remedies, spec=spec, weights=weights)
+    except (VerifyError, TFLiteModelError, *_model_errors()) as exc:
         fail(str(exc))
     if as_json:
         click.echo(jsonlib.dumps(result.to_dict(), indent=2))
@@ -529,8 +579,7 @@ def _int_list(value: str, option: str) -> list[int]:
 @main.command("bench")
 @click.option("--device", type=click.Choice(["host", "adb"]), default="host", show_default=True,
               help="Measure on this machine, or on an Android phone through adb + benchmark_model.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Host: the PyTorch checkpoint [default: the shipped model].")
+@model_options("host: the model the exports came from (their sidecars), else the shipped model")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
               help="Folder written by `facesegtool export` (.tflite + sidecar .json, .onnx) "
                    "[default: exports/default, with the shipped model].")
@@ -546,10 +595,13 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
               help="adb: TFLite's benchmark_model for the phone [default: $FACESEGTOOL_BENCHMARK_MODEL].")
 @click.option("--delegate", "delegates", default="cpu,xnnpack", show_default=True,
-              help="adb: comma-separated, from cpu,xnnpack,gpu,nnapi.")
+              help="adb: comma-separated, from cpu,xnnpack,gpu (fp16 arithmetic, the tool's default),gpu-fp32,"
+                   "nnapi (TFLite's benchmark_model) or npu (LiteRT's CompiledModel one).")
 @click.option("--op-profiling", is_flag=True, help="adb: --enable_op_profiling, to list the ops left outside the delegate.")
-def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup, as_json, out_dir, serial,
-              benchmark_binary, delegates, op_profiling) -> None:
+@click.option("--require-full-delegation", is_flag=True,
+              help="adb: a gpu/nnapi run whose delegate takes only part of the graph counts as failed.")
+def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, threads, runs, warmup, as_json, out_dir, serial,
+              benchmark_binary, delegates, op_profiling, require_full_delegation) -> None:
     """Latency side by side: PyTorch, ONNX Runtime and each TFLite variant on the host, or
     benchmark_model per delegate and thread count on an Android phone.
 
@@ -571,7 +623,8 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
     thread_list = _int_list(threads or ("1,2" if device == "host" else "1,4"), "--threads")
     try:
         if device == "host":
-            report = run_host_bench(checkpoint=checkpoint, export_dir=export_dir, models=model_files,
+            report = run_host_bench(checkpoint=checkpoint, spec=spec, weights=weights, export_dir=export_dir,
+                                    models=model_files,
                                     threads=thread_list, runs=runs or 30, warmup=warmup, out_dir=out_dir)
         else:
             if checkpoint:
@@ -579,12 +632,13 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
             report = run_adb_bench(export_dir=export_dir, models=model_files, serial=serial,
                                    benchmark_binary=benchmark_binary, threads=thread_list,
                                    delegates=[d for d in delegates.split(",") if d.strip()], runs=runs or 50,
-                                   warmup=warmup, op_profiling=op_profiling, out_dir=out_dir)
+                                   warmup=warmup, op_profiling=op_profiling, out_dir=out_dir,
+                                   require_full_delegation=require_full_delegation)
     except AdbDisconnected as exc:
         if exc.report and exc.report["results"]:
             click.echo(format_table(exc.report), err=True)
         fail(str(exc))
-    except (BenchError, AdbError, CheckpointError, TFLiteModelError) as exc:
+    except (BenchError, AdbError, TFLiteModelError, *_model_errors()) as exc:
         fail(str(exc))
     stem = Path(out_dir) / report_stem(report)
     if as_json:
@@ -600,6 +654,11 @@ def bench_cmd(device, checkpoint, export_dir, model_files, threads, runs, warmup
                         fg="red", err=True)
         if failed:
             sys.exit(2)
+    elif not [r for r in report["results"] if r["status"] != "failed"]:  # the phone measured nothing
+        first = next((r for r in report["results"]), None)
+        why = f"{first['file']} / {first['delegate']}: {first['error']}" if first else "no runs"
+        fail(f"no benchmark_model run produced timings ({why}); read the raw outputs in {stem}_raw/ "
+             "and check the binary (--benchmark-binary) and the models")
 
 
 # --- sweep -----------------------------------------------------------------------------------
@@ -645,6 +704,9 @@ def sweep_cmd(spec, out_dir, jobs, threads, launcher, ray_address, retry_failed)
         if r["status"] != "ok":
             click.echo(f"  failed {r['name']} at {r['failed_step']}: {r['error']}")
     click.echo("wrote " + ", ".join(str(p) for p in report.files))
+    if report.rows and ok == 0:
+        fail(f"every trial of {spec} failed (see the errors above); fix the spec or the data and rerun with "
+             f"`facesegtool sweep {spec} --out {out_dir} --retry-failed`")
 
 
 @main.command("sweep-combine")
@@ -685,22 +747,30 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
                    "default; 'none' for no effect image [default: all four with default colours].")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Strength of the overlay and the effects.")
-@click.option("--face-crop", is_flag=True, help="Find faces (OpenCV Haar) and parse each crop: for ordinary photos.")
+@click.option("--face-crop", is_flag=True, help="Find faces (MediaPipe BlazeFace) and parse each crop: for ordinary photos.")
+@click.option("--detector", type=click.Choice(["blazeface", "haar"]), default="blazeface", show_default=True,
+              help="With --face-crop: the face detector (haar: OpenCV's cascades, the old default).")
+@click.option("--upsample", type=click.Choice(["nearest", "bilinear", "refined"]), default="bilinear", show_default=True,
+              help="How class scores reach the photo's pixels: bilinear on the scores before the argmax (smooth "
+                   "edges), refined (plus a guided filter on the probabilities), nearest (the argmax, blocky).")
+@click.option("--beard/--no-beard", default=True, show_default=True,
+              help="Facial hair (hair below the eyes inside the face, joined to it) shown as beard, not hair.")
 @click.option("--whole-head/--crop-only", default=True, show_default=True,
               help="With --face-crop: also parse a box twice the crop around each face, for the hair past the crop, "
                    "merged without a seam (--crop-only: the crop alone).")
 @click.option("--temporal", type=click.FloatRange(0, 1, max_open=True), default=0.6, show_default=True,
               help="Videos: how strongly class scores are smoothed over time (0 = every frame on its own); with "
                    "--face-crop the crop also follows the face instead of jumping with each detection.")
-def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, whole_head, temporal) -> None:
+def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, detector, upsample, beard, whole_head,
+                temporal) -> None:
     """Colour mask, overlay and beauty-effect images for photos, folders and videos.
 
     Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video), and
     OUT/sheet.jpg with every image's overlay and effect side by side. An unreadable or truncated
     input is skipped (one error line each, exit status 2) and the others still run.
     OUT/measures.json holds the figures: per photo the share of the hair outline lying on a crop
-    edge (a seam; --face-crop), per video how much consecutive masks agree. Beards are parsed as
-    skin: CelebAMask-HQ, the training data, has no beard labels.
+    edge (a seam; --face-crop), per video how much consecutive masks agree. CelebAMask-HQ, the
+    training data, has no beard label: beards are derived from the hair class (--beard).
 
     \b
     Examples:
@@ -708,14 +778,15 @@ def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, wh
       facesegtool predict clip.mp4 --model exports/default/model_int8.tflite --effect hair=#8040C0,smooth
     """
     from .checkpoint import CheckpointError
-    from .effects import parse_effects
     from .predict import PredictError, predict
+    from .predict.effects import parse_effects
     from .tflite_runner import TFLiteModelError
 
     try:
         effects = parse_effects(effect)
         report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
-                         face_crop=face_crop, whole_head=whole_head, temporal=temporal)
+                         face_crop=face_crop, whole_head=whole_head, temporal=temporal, upsample=upsample,
+                         beard=beard, detector=detector)
     except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
         fail(str(exc))
     click.echo(f"model: {report.model}")

@@ -120,7 +120,16 @@ def load_mapping(path: str | Path | None) -> dict[str, str]:
     mapping = dict(CELEBAMASK_TO_CLASS)
     if path is None:
         return mapping
-    override = json.loads(Path(path).read_text())
+    example = '{"hat": "hair", "neck": "background"}'
+    try:
+        override = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"--mapping {path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # not JSON, or not UTF-8 text
+        raise ValueError(f"--mapping {path}: not a JSON file ({exc}); write one object of part: class, "
+                         f"e.g. {example}") from None
+    if not isinstance(override, dict):
+        raise ValueError(f"--mapping {path}: expected one JSON object of part: class, e.g. {example}")
     for part, cls in override.items():
         if part not in CELEBAMASK_PARTS:
             raise ValueError(f"{path}: unknown CelebAMask part {part!r}; known: {', '.join(CELEBAMASK_PARTS)}")

@@ -102,8 +102,10 @@ def scores_from_confusion(confusion: np.ndarray, class_names: tuple[str, ...] = 
 class ConfusionMeter:
     """Accumulates a confusion matrix batch by batch (argmax masks or logits)."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX,
+                 class_names: tuple[str, ...] | list[str] | None = None):
         self.num_classes = num_classes
+        self.class_names = tuple(class_names) if class_names is not None else None
         self.ignore_index = ignore_index
         self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
 
@@ -111,6 +113,8 @@ class ConfusionMeter:
         self.confusion += confusion_matrix(target, pred, self.num_classes, self.ignore_index)
 
     def scores(self) -> SegmentationScores:
+        if self.class_names is not None:
+            return scores_from_confusion(self.confusion, self.class_names)
         return scores_from_confusion(self.confusion, CLASSES[: self.num_classes] if self.num_classes <= NUM_CLASSES else tuple(map(str, range(self.num_classes))))
 
 

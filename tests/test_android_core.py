@@ -34,6 +34,8 @@ def require_java() -> None:
         pytest.skip("no JDK (javac) on PATH: apt-get install -y --no-install-recommends openjdk-17-jdk-headless")
     if not (JAVA_LIB / "junit4.jar").is_file():
         pytest.skip(f"no JUnit 4 in {JAVA_LIB}: apt-get install -y --no-install-recommends junit4")
+    if not (JAVA_LIB / "json-android.jar").is_file():
+        pytest.skip(f"no org.json in {JAVA_LIB}: apt-get install -y --no-install-recommends libandroid-json-org-java")
 
 
 def run_java_tests(golden_dir: Path, sidecar_files: list[Path] | None = None) -> str:
@@ -78,7 +80,7 @@ def test_goldens_cover_a_real_face_with_every_effect_class(fresh_goldens):
 def test_steady_goldens_exercise_the_merge_and_the_smoothing(fresh_goldens):
     """The whole-head mask has hair past the crop's window; the smoothing restarts on the two cuts."""
     from facesegtool.android import read_pnm
-    from facesegtool.head import window
+    from facesegtool.predict.head import window
     from facesegtool.labels import CLASS_INDEX
 
     head = read_pnm(fresh_goldens / "head_mask.pgm")
@@ -124,4 +126,48 @@ def test_install_model_refuses_a_mismatched_pair(small_export, tmp_path):
         install_model(tmp_path / "model.tflite", app)
     with pytest.raises(AndroidError, match="not the android_demo"):
         install_model(src, tmp_path)
+    assert not (app / "app" / "src").exists()
+
+
+def test_install_model_refuses_a_truncated_tflite_even_when_its_sha_matches(small_export, tmp_path):
+    import hashlib
+
+    app = tmp_path / "android_demo"
+    (app / "app").mkdir(parents=True)
+    src = small_export.variants["fp32"].tflite
+    data = Path(src).read_bytes()[: len(Path(src).read_bytes()) // 2]
+    (tmp_path / "model.tflite").write_bytes(data)
+    sidecar = json.loads(Path(src).with_suffix(".json").read_text())
+    sidecar["sha256"] = hashlib.sha256(data).hexdigest()  # the sidecar written for the cut file
+    (tmp_path / "model.json").write_text(json.dumps(sidecar))
+    with pytest.raises(AndroidError, match=r"model.tflite: cannot load as a TFLite model.*re-export"):
+        install_model(tmp_path / "model.tflite", app)
+    assert not (app / "app" / "src").exists()
+
+
+def test_install_model_refuses_int16_io_the_app_cannot_feed(small_export, tmp_path):
+    """A model with int16 input (as an --int16-activations export has) is refused, naming the type."""
+    import hashlib
+
+    import tensorflow as tf
+
+    size = 16
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.int16)])
+    def net(x):
+        f = tf.cast(x, tf.float32)
+        return tf.concat([f, f, f, f], axis=-1)[..., :11]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([net.get_concrete_function()], net)
+    data = converter.convert()
+    (tmp_path / "model.tflite").write_bytes(data)
+    sidecar = json.loads(Path(small_export.variants["fp32"].tflite).with_suffix(".json").read_text())
+    sidecar["input"].update(shape=[1, size, size, 3], dtype="int16", quantization=None)
+    sidecar["output"].update(shape=[1, size, size, 11], dtype="float32", quantization=None)
+    sidecar["sha256"] = hashlib.sha256(data).hexdigest()
+    (tmp_path / "model.json").write_text(json.dumps(sidecar))
+    app = tmp_path / "android_demo"
+    (app / "app").mkdir(parents=True)
+    with pytest.raises(AndroidError, match=r"input int16: the app feeds and reads only float32/int8/uint8"):
+        install_model(tmp_path / "model.tflite", app)
     assert not (app / "app" / "src").exists()

@@ -121,3 +121,50 @@ def test_garbage_is_not_a_result() -> None:
     r = parse_benchmark_output("/system/bin/sh: /data/local/tmp/benchmark_model: not executable: 32-bit ELF file\n")
     assert not r.ok
     assert parse_benchmark_output("").as_dict()["ok"] is False
+
+
+def test_warn_and_fatal_lines_are_kept_and_unconsumed_flags_named() -> None:
+    r = parse_benchmark_output(recorded("cpu_only_build_unconsumed_gpu.txt"))
+    assert r.unconsumed_flags == ["--use_gpu=true"]
+    assert r.warnings == ["Unconsumed cmdline flags: --use_gpu=true"]
+    r = parse_benchmark_output("FATAL: Check failed: status == kTfLiteOk\n")
+    assert r.errors == ["Check failed: status == kTfLiteOk"]
+
+
+def test_failed_run_with_timings_is_not_ok() -> None:
+    r = parse_benchmark_output(recorded("failed_invoke_after_timings.txt"))
+    assert r.has_timings and r.benchmarking_failed and not r.ok
+    assert r.runs == 17 and r.errors[-1] == "Benchmarking failed."
+    assert r.delegation("GPU") == "completely"
+
+
+def test_delegation_evidence() -> None:
+    assert parse_benchmark_output(recorded("gpu_unsupported_fallback.txt")).delegation("GPU") == "not"
+    assert parse_benchmark_output(recorded("gpu_no_ops.txt")).delegation("GPU") == "not"
+    assert parse_benchmark_output(recorded("ti_am62x_xnnpack.txt")).delegation("XNNPACK") == "partially"
+    assert parse_benchmark_output(recorded("chromeos_gpu_peak_memory.txt")).delegation("GPU") == "completely"
+    assert parse_benchmark_output(recorded("sm6115_gpu_partial.txt")).delegation("GPU") == "partially"
+    assert parse_benchmark_output(recorded("ti_am62x_cpu.txt")).delegation("GPU") == "unknown"
+
+
+def test_all_same_stats_line_is_the_timed_one() -> None:
+    r = parse_benchmark_output(recorded("all_same_stats.txt"))
+    assert r.runs == 63 and r.inference_std_us == 0 and r.inference_min_us == r.inference_max_us == 16000
+
+
+def test_old_average_timings_format() -> None:
+    r = parse_benchmark_output(recorded("old_average_timings.txt"))
+    assert r.ok and (r.warmup_avg_us, r.init_us, r.inference_avg_us) == (14357.1, 4460, 13912.8) and r.runs == 72
+
+
+def test_compiled_model_results_block() -> None:
+    r = parse_benchmark_output(recorded("litert_compiled_model_gpu.txt"))
+    assert r.ok and r.binary == "litert"
+    assert r.inference_avg_us == pytest.approx(8050) and r.runs == 124 and r.init_us == pytest.approx(412600)
+    assert r.first_inference_us == pytest.approx(28410) and r.inference_median_us == 7952  # from its count= line
+    assert (r.memory_init_mb, r.memory_overall_mb, r.peak_memory_mb) == (38.27, 41.02, 57.93)
+
+
+def test_help_output_is_a_failure_not_a_result() -> None:
+    r = parse_benchmark_output(recorded("tflite_help.txt"))
+    assert not r.ok and r.benchmarking_failed

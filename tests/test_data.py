@@ -349,6 +349,8 @@ def test_bad_celebamask_input_names_the_file(broken, tmp_path, which):
 def _remove_sample(root: Path, path: Path) -> None:
     for sub, ext in (("images", ".jpg"), ("masks", ".png")):
         (root / sub / f"{path.stem}{ext}").unlink(missing_ok=True)
+    for listed in root.glob("*.txt"):  # a name listed without its files is itself refused
+        listed.write_text("".join(ln for ln in listed.read_text().splitlines(True) if ln.strip() != path.stem))
 
 
 def test_unknown_palette_is_refused(tmp_path):

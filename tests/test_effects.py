@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import CELEBAMASK_MINI, require_shared, val_faces
 
-from facesegtool.effects import (
+from facesegtool.predict.effects import (
     DEFAULT_EFFECTS,
     NO_EFFECTS,
     Effects,

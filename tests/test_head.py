@@ -1,4 +1,4 @@
-"""Whole-head parsing (facesegtool/head.py): the merge's arithmetic, and on real photos the crop
+"""Whole-head parsing (facesegtool/predict/head.py): the merge's arithmetic, and on real photos the crop
 seam measured before (face crop alone) and after (crop merged with the wide pass)."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import pytest
 from conftest import FACES_IN_THE_WILD, require_shared
 
 from facesegtool.android import GOLDEN_DIR, _read_tensor
-from facesegtool.head import WIDE, detail_weights, feather_weights, head_grid, merge_head, upsample2, window
+from facesegtool.predict.head import WIDE, detail_weights, feather_weights, head_grid, merge_head, upsample2, window
 from facesegtool.labels import CLASS_INDEX, CLASSES
-from facesegtool.measures import crop_edges, hair_boundary, seam_pixels
-from facesegtool.predict import FaceDetector, TorchSegmenter, parse_image
+from facesegtool.predict.measures import crop_edges, hair_boundary, seam_pixels
+from facesegtool.predict import BlazeFaceDetector as FaceDetector
+from facesegtool.predict import TorchSegmenter, parse_image
 
 # Long hair running past the face crop (img3, img11), two faces side by side (couple: where two
 # faces' wide boxes overlap, one face's box edge can still cut the other's hair; measured, not hidden).

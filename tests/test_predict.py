@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from conftest import CELEBAMASK_MINI, FACES_IN_THE_WILD, require_shared
 
 from facesegtool.cli import main
-from facesegtool.effects import DEFAULT_EFFECTS, resize_mask_nearest
+from facesegtool.predict.effects import DEFAULT_EFFECTS, resize_mask_nearest
 from facesegtool.labels import CLASS_INDEX, PALETTE
-from facesegtool.predict import FaceDetector, TorchSegmenter, face_crop_box, parse_image, predict
+from facesegtool.predict import BlazeFaceDetector, HaarDetector, TorchSegmenter, parse_image, predict
+
+FaceDetector = BlazeFaceDetector
 
 PHOTOS = ("couple.jpg", "img5.jpg")  # two people side by side; one small portrait
 PARTS = [CLASS_INDEX[n] for n in ("face", "nose", "eyes", "lips", "eyebrows", "hair")]
@@ -60,7 +62,8 @@ def test_measures_json_has_each_photos_seam_figure(wild_predictions):
     import json
 
     doc = json.loads(wild_predictions.measures.read_text())
-    assert doc["settings"] == {"face_crop": True, "whole_head": True, "temporal": 0.6}
+    assert {k: doc["settings"][k] for k in ("face_crop", "whole_head", "temporal", "upsample", "beard")} == {
+        "face_crop": True, "whole_head": True, "temporal": 0.6, "upsample": "bilinear", "beard": True}
     for p in wild_predictions.predictions:
         m = doc["inputs"][p.input.stem]
         assert m["seam_share"] == pytest.approx(m["seam_px"] / max(m["hair_boundary_px"], 1))
@@ -81,11 +84,21 @@ def test_contact_sheet_shows_each_overlay_and_effect(wild_predictions):
     assert (sheet[2:8, 2:8] > 240).all(), "the seam label's white box"
 
 
+@pytest.mark.parametrize("photo, faces", [("couple.jpg", 2), ("img3.jpg", 1), ("img27.jpg", 1), ("selfie-many-people.jpg", 4)])
+def test_blazeface_finds_the_faces_of_several_people(photo, faces):
+    """The group selfie: four of its faces are unoccluded and frontal enough (Haar finds three); img27: a
+    flower pattern BlazeFace scores 0.51 is below the 0.6 threshold; img3: a necklace is no face."""
+    require_shared(FACES_IN_THE_WILD)
+    boxes = FaceDetector()(read_rgb(FACES_IN_THE_WILD / photo))
+    assert len(boxes) == faces
+    assert all(b[2] > 60 and b[3] > 60 for b in boxes)
+
+
 @pytest.mark.parametrize("photo, faces", [("couple.jpg", 2), ("img3.jpg", 1), ("selfie-many-people.jpg", 3)])
-def test_face_detector_counts_real_faces(photo, faces):
+def test_haar_detector_still_counts_real_faces(photo, faces):
     """img3: a necklace the default cascade takes for a face; the second cascade does not agree."""
     require_shared(FACES_IN_THE_WILD)
-    assert len(FaceDetector()(read_rgb(FACES_IN_THE_WILD / photo))) == faces
+    assert len(HaarDetector()(read_rgb(FACES_IN_THE_WILD / photo))) == faces
 
 
 def test_parts_are_found_inside_the_face_crops(small_checkpoint):
@@ -98,7 +111,7 @@ def test_parts_are_found_inside_the_face_crops(small_checkpoint):
     inside = np.zeros(parsed.mask.shape, bool)
     for x0, y0, side in parsed.regions:  # each face's crop and the wide box around it
         inside[max(0, y0) : y0 + side, max(0, x0) : x0 + side] = True
-    assert {face_crop_box(b) for b in parsed.faces} <= set(parsed.regions)
+    assert {FaceDetector().crop_box(b) for b in parsed.faces} <= set(parsed.regions)
     for box in parsed.faces:
         x, y, w, h = box
         core = parsed.mask[y : y + h, x : x + w]
@@ -207,3 +220,128 @@ def test_mask_resize_round_trip_is_exact():
     # downscale by the same factor returns the original exactly.
     mask = np.random.default_rng(0).integers(0, 11, (32, 32), dtype=np.uint8)
     assert np.array_equal(resize_mask_nearest(resize_mask_nearest(mask, 96, 96), 32, 32), mask)
+
+
+# --- scores upsampled before the argmax, beards, lut, bad folders --------------------------------
+
+
+def test_upsampled_scores_are_pytorchs_bilinear_and_a_window_is_the_same_floats():
+    import torch
+    import torch.nn.functional as F
+
+    from facesegtool.android import GOLDEN_DIR, _read_tensor
+    from facesegtool.predict.upsample import upsample_scores
+
+    scores = _read_tensor(GOLDEN_DIR / "logits_float32.f32.gz", "float32", (1, 128, 128, len(CLASS_INDEX)))[0]
+    for h, w in ((512, 512), (300, 217)):
+        ours = upsample_scores(scores, h, w)
+        ref = F.interpolate(torch.from_numpy(scores.transpose(2, 0, 1))[None], size=(h, w), mode="bilinear",
+                            align_corners=False)[0].numpy().transpose(1, 2, 0)
+        assert np.abs(ours - ref).max() < 1e-4
+        assert (ours.argmax(-1) == ref.argmax(-1)).mean() > 0.9999
+        assert np.array_equal(upsample_scores(scores, h, w, rows=(37, 200), cols=(5, 190)), ours[37:200, 5:190])
+
+
+def test_bilinear_mask_has_no_staircase_where_nearest_steps(small_checkpoint):
+    """At 6x the score grid, the nearest mask's edges run in 6-px steps; the bilinear one's do not:
+    more distinct boundary directions, and its mask differs from nearest only near edges."""
+    from facesegtool.predict.parse import scores_to_mask
+
+    require_shared(CELEBAMASK_MINI)
+    seg = TorchSegmenter(small_checkpoint)
+    rgb = read_rgb(CELEBAMASK_MINI / "images" / f"{(CELEBAMASK_MINI / 'val.txt').read_text().split()[0]}.jpg")
+    scores = seg.scores(seg.fit(rgb))
+    n = 6 * scores.shape[0]
+    near = scores_to_mask(scores, n, n, (0, n), (0, n), seg, "nearest")
+    bil = scores_to_mask(scores, n, n, (0, n), (0, n), seg, "bilinear")
+    # Nearest: the mask is constant on every 6 x 6 block; bilinear: many blocks hold an edge.
+    blocks = lambda m: m.reshape(n // 6, 6, n // 6, 6).transpose(0, 2, 1, 3).reshape(-1, 36)  # noqa: E731
+    assert (blocks(near) == blocks(near)[:, :1]).all()
+    assert (blocks(bil) != blocks(bil)[:, :1]).any(1).sum() > 100
+    assert (near != bil).mean() < 0.05
+
+
+def test_a_lut_maps_a_models_own_labels_onto_our_classes(small_checkpoint):
+    """A 19-label model (here: our 11 scores spread over 19 channels) mapped by a lookup table gives
+    the same mask as the 11-class model; a bad table is refused with what it must hold."""
+    from facesegtool.predict import PredictError
+    from facesegtool.predict.parse import scores_to_mask
+
+    seg = TorchSegmenter(small_checkpoint)
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(16, 16, 11)).astype(np.float32)
+    order = rng.permutation(19)
+    wide = np.full((16, 16, 19), -100.0, np.float32)
+    lut = np.zeros(19, np.int64)
+    for ours, channel in enumerate(order[:11]):
+        wide[..., channel] = scores[..., ours]
+        lut[channel] = ours
+    plain = scores_to_mask(scores, 40, 40, (0, 40), (0, 40), seg, "bilinear")
+    seg.model_classes = [f"label{i}" for i in range(19)]
+    seg.set_lut(lut)
+    assert seg.classes == list(CLASS_INDEX)
+    assert np.array_equal(scores_to_mask(wide, 40, 40, (0, 40), (0, 40), seg, "bilinear"), plain)
+    with pytest.raises(PredictError, match="each of the model's 19 classes"):
+        seg.set_lut([0] * 11)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return TorchSegmenter()  # the shipped model: beards need a parser that finds them
+
+
+def test_a_beards_hair_pixels_below_the_mouth_are_not_recoloured(shipped):
+    """FaceSynthetics 000071: a full beard the shipped model parses partly as hair. With the rule,
+    the labelled beard below the mouth keeps its pixels under the hair effect."""
+    from facesegtool.data.source import read_index_mask
+    from facesegtool.predict.effects import Effects, apply_effects
+
+    data = CELEBAMASK_MINI.parent / "beard-labelled" / "facesynthetics-100"
+    require_shared(data)
+    name = data / "000071.png"
+    rgb = read_rgb(name)
+    labels = read_index_mask(name.with_name(name.stem + "_seg.png"))
+    lips_rows = np.nonzero(np.isin(labels, (10, 11)).any(1))[0]
+    below_mouth = np.zeros(labels.shape, bool)
+    below_mouth[lips_rows.max() + 1 :] = True
+    beard = (labels == 14) & below_mouth
+    det = FaceDetector()
+    hair = Effects(hair=(128, 64, 192))
+    before = parse_image(rgb, shipped, det, beard=False).mask
+    as_hair = beard & (before == CLASS_INDEX["hair"])
+    assert as_hair.sum() > 500, "the model no longer parses this beard as hair: pick another test face"
+    recoloured_before = (apply_effects(rgb, before, hair, 1.0) != rgb).any(-1)
+    assert recoloured_before[as_hair].mean() > 0.9
+    after = parse_image(rgb, shipped, det).mask
+    recoloured = (apply_effects(rgb, after, hair, 1.0) != rgb).any(-1)
+    assert recoloured[as_hair].mean() < 0.1
+    assert (after[as_hair] == CLASS_INDEX["beard"]).mean() > 0.9
+
+
+def test_out_equal_to_the_input_folder_is_refused(tmp_path):
+    require_shared(FACES_IN_THE_WILD)
+    shutil.copy(FACES_IN_THE_WILD / "img5.jpg", tmp_path / "img5.jpg")
+    res = CliRunner().invoke(main, ["predict", str(tmp_path), "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1].startswith("error:") and "input folder" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img5.jpg"]
+
+
+def test_a_gif_is_read_a_long_strip_fits_the_sheet_and_stale_partials_go(small_checkpoint, tmp_path):
+    """A .gif in a folder is parsed (its first frame), a 4000 x 3 image still gets a contact sheet,
+    and a half-written video a killed run left is removed (with a warning)."""
+    from PIL import Image
+
+    require_shared(FACES_IN_THE_WILD)
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    Image.open(FACES_IN_THE_WILD / "img5.jpg").save(inputs / "face.gif")
+    Image.fromarray(np.full((3, 4000, 3), 128, np.uint8)).save(inputs / "strip.png")
+    stale = out / ".clip_overlay.partial.mp4"
+    stale.write_bytes(b"half a video")
+    report = predict([inputs], checkpoint=small_checkpoint, out_dir=out, effects=DEFAULT_EFFECTS, progress=False)
+    assert sorted(p.input.name for p in report.predictions) == ["face.gif", "strip.png"]
+    assert not report.skipped
+    assert read_rgb(report.sheet).shape[0] == 240 + 4
+    assert not stale.exists()

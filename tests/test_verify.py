@@ -16,6 +16,7 @@ from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, SMALL_SIZE, require_shar
 
 from facesegtool.checkpoint import read_checkpoint, save_checkpoint
 from facesegtool.cli import main
+from facesegtool.export.sidecar import sha256_file
 from facesegtool.tflite_runner import TFLiteModelError
 from facesegtool.verify import VerifyError, open_faces, summary_text, verify
 
@@ -81,6 +82,15 @@ def test_gate_trips_on_damaged_model(small_checkpoint, tmp_path):
     save_checkpoint(dict(ckpt, state_dict=damaged), tmp_path / "damaged.pt")
     report = export(checkpoint=tmp_path / "damaged.pt", quant="fp32", out_dir=tmp_path / "damaged")
     bad = Path(report.variants["fp32"].tflite)
+
+    # Told as it is, verify refuses to compare a .tflite with a model it was not exported from ...
+    with pytest.raises(VerifyError, match="was exported from .*damaged.pt"):
+        verify(checkpoint=small_checkpoint, tflite=[bad], data_dir=CELEBAMASK_MINI, limit=FACES, progress=False)
+    # ... so make it a conversion gone wrong: the sidecar claims the good checkpoint as its source.
+    sidecar_file = report.variants["fp32"].sidecar
+    sidecar = json.loads(sidecar_file.read_text())
+    sidecar["source"] = dict(sidecar["source"], sha256=sha256_file(small_checkpoint), path=str(small_checkpoint))
+    sidecar_file.write_text(json.dumps(sidecar))
 
     result = verify(checkpoint=small_checkpoint, tflite=[bad], data_dir=CELEBAMASK_MINI, limit=FACES, progress=False)
     assert not result.passed

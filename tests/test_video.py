@@ -1,4 +1,4 @@
-"""Steady video (facesegtool/video.py): the score smoother's arithmetic and cut reset, and on a
+"""Steady video (facesegtool/predict/video.py): the score smoother's arithmetic and cut reset, and on a
 video made from a shared photo with small camera shake and zoom: the tracked crop follows the
 face, and consecutive masks agree more (known motion undone) with tracking and smoothing."""
 
@@ -11,9 +11,10 @@ from conftest import FACES_IN_THE_WILD, require_shared
 
 from facesegtool.android import GOLDEN_DIR, _read_tensor
 from facesegtool.labels import CLASSES
-from facesegtool.measures import consecutive_iou, shaky_clip
-from facesegtool.predict import FaceDetector, TorchSegmenter, face_crop_box, predict
-from facesegtool.video import FaceTracker, ScoreSmoother, parse_frames
+from facesegtool.predict.measures import consecutive_iou, shaky_clip
+from facesegtool.predict import BlazeFaceDetector as FaceDetector
+from facesegtool.predict import TorchSegmenter, predict
+from facesegtool.predict.video import FaceTracker, ScoreSmoother, parse_frames
 
 SHAKY_PHOTO = "img3.jpg"  # a portrait with long hair
 FRAMES = 12
@@ -61,7 +62,7 @@ def test_tracked_crop_follows_the_face_more_steadily_than_detection(shaky):
         boxes = detector(rgb)
         assert crop is not None and boxes, "the face is found in every frame"
         inv = cv2.invertAffineTransform(a)
-        for c, out in ((crop, tracked), (face_crop_box(boxes[0]), detected)):
+        for c, out in ((crop, tracked), (detector.crop_box(boxes[0]), detected)):
             x0, y0, side = c
             out.append(inv @ np.array([x0 + side / 2, y0 + side / 2, 1.0]))
     jitter = {k: float(np.linalg.norm(np.std(v, 0))) for k, v in (("tracked", tracked), ("detected", detected))}
@@ -101,4 +102,5 @@ def test_predict_writes_the_video_figures(shaky, small_checkpoint, tmp_path):
 
     doc = json.loads(report.measures.read_text())
     assert doc["inputs"]["shaky"]["frame_iou_shown"] == pytest.approx(m["frame_iou_shown"])
-    assert doc["settings"] == {"face_crop": True, "whole_head": True, "temporal": 0.6}
+    assert {k: doc["settings"][k] for k in ("face_crop", "whole_head", "temporal")} == {
+        "face_crop": True, "whole_head": True, "temporal": 0.6}

@@ -9,5 +9,9 @@ java {
 }
 
 dependencies {
+    // org.json is part of android.jar on the phone: compile against Android's own implementation
+    // (libcore's, as published for the JVM), never package it.
+    compileOnly("com.vaadin.external.google:android-json:0.0.20131108.vaadin1")
+    testImplementation("com.vaadin.external.google:android-json:0.0.20131108.vaadin1")
     testImplementation("junit:junit:4.13.2")
 }

@@ -10,14 +10,27 @@ model x delegate x threads run benchmark_model and parse its output (benchmark_o
 Every command line that reaches `adb shell` is built with shlex.join, so file names with spaces
 or shell characters arrive as one argument. The report JSON is rewritten after every run, so a
 phone that disconnects half-way leaves the runs already measured on disk (AdbDisconnected says so).
+
+What a row's status means (benchmark_model's real contract, see benchmark_output.py):
+    ok        timings printed, exit 0, no "Benchmarking failed.", no ignored flag, and for gpu/nnapi
+              the tool said it applied that delegate ("Explicitly applied GPU delegate ...")
+    fallback  the timings are real but ran on the CPU: the delegate could not be created, or refused
+              every op, or was never reported as applied (with --require-full-delegation: partially, too)
+    failed    exit status non-zero, "Benchmarking failed.", no timings, or a flag the binary ignored
+adb (AOSP commandline.cpp / transport.cpp): "authorizing" and "connecting" are waited out (bounded);
+ANDROID_SERIAL is the default serial; `adb shell -n` (stdin not forwarded); the device command ends
+in `; echo <mark>$?` because adb on Android < 7 (no shell protocol) exits 0 whatever the command did;
+a run that times out is killed on the phone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -36,12 +49,30 @@ BINARY_URL = (
     "latest/android_aarch64_benchmark_model"
 )
 MEASUREMENT_DOCS = "https://ai.google.dev/edge/litert/models/measurement"
+# TFLite's benchmark_model. The GPU delegate's --gpu_precision_loss_allowed defaults to true (fp16 arithmetic).
 DELEGATE_FLAGS = {
     "cpu": ["--use_xnnpack=false"],  # the builtin kernels only
     "xnnpack": ["--use_xnnpack=true"],
     "gpu": ["--use_gpu=true"],
+    "gpu-fp32": ["--use_gpu=true", "--gpu_precision_loss_allowed=false"],
     "nnapi": ["--use_nnapi=true"],
 }
+# LiteRT's CompiledModel benchmark_model (litert/tools/benchmark_litert_model.h): accelerators, not delegates;
+# its CPU accelerator is XNNPACK, allow_fp16 defaults to true.
+LITERT_FLAGS = {
+    "cpu": ["--use_cpu=true", "--use_gpu=false", "--use_npu=false"],
+    "xnnpack": ["--use_cpu=true", "--use_gpu=false", "--use_npu=false"],
+    "gpu": ["--use_gpu=true"],
+    "gpu-fp32": ["--use_gpu=true", "--allow_fp16=false"],
+    "npu": ["--use_npu=true"],
+}
+DELEGATES = ("cpu", "xnnpack", "gpu", "gpu-fp32", "nnapi", "npu")
+# The name benchmark_tflite_model.cc logs for a delegate ("Explicitly applied GPU delegate ...").
+DELEGATE_NAME = {"xnnpack": "XNNPACK", "gpu": "GPU", "gpu-fp32": "GPU", "nnapi": "NNAPI"}
+PRECISION = {"gpu": "fp16 (gpu_precision_loss_allowed, the tool's default)", "gpu-fp32": "fp32"}
+TRANSIENT_STATES = ("authorizing", "connecting")  # transport.cpp: the device is on its way; wait
+TRANSIENT_WAIT_S = 30.0
+EXIT_MARK = "__facesegtool_exit="
 NNAPI_NOTE = (
     "NNAPI is deprecated from Android 15 (API 35): vendors stop shipping NNAPI drivers, so it often falls back to "
     "its CPU reference implementation; prefer the GPU delegate or XNNPACK"
@@ -53,6 +84,10 @@ _GONE = ("device offline", "not found", "no devices/emulators found", "error: cl
 
 class AdbError(RuntimeError):
     """adb or the device cannot be used; the message says what to do."""
+
+
+class AdbTimeout(AdbError):
+    """An adb command did not finish in time."""
 
 
 class AdbDisconnected(AdbError):
@@ -76,10 +111,21 @@ def find_adb() -> str:
     return adb
 
 
-def list_devices(adb: str) -> dict[str, str]:
-    """{serial: state} from `adb devices`; AdbError when adb itself fails (its message, and what to do)."""
+def list_devices(adb: str, wait_s: float | None = None) -> dict[str, str]:
+    """{serial: state} from `adb devices`, polled while a device is "authorizing" or "connecting"
+    (at most wait_s, default TRANSIENT_WAIT_S); AdbError when adb itself fails."""
+    deadline = time.monotonic() + (TRANSIENT_WAIT_S if wait_s is None else wait_s)
+    while True:
+        devices = _list_devices_once(adb)
+        if not any(st in TRANSIENT_STATES for st in devices.values()) or time.monotonic() >= deadline:
+            return devices
+        time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+
+def _list_devices_once(adb: str) -> dict[str, str]:
     try:
-        proc = subprocess.run([adb, "devices"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        proc = subprocess.run([adb, "devices"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AdbError(f"`{adb} devices` did not run ({exc}); restart adb (`adb kill-server; adb start-server`)") from None
     said = " ".join(ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith(("error:", "adb: ")))
@@ -111,11 +157,17 @@ def check_device(devices: dict[str, str], serial: str | None) -> str:
             "no Android device connected: plug the phone in by USB, enable Developer options > USB debugging, "
             "accept the prompt on the phone, then check `adb devices`"
         )
+    serial = serial or os.environ.get("ANDROID_SERIAL") or None  # adb's own default
     if serial is None:
-        if len(devices) > 1:
+        # Only usable devices compete: an offline emulator beside one phone is no ambiguity.
+        usable = [s for s, st in devices.items() if st == "device"]
+        if len(usable) > 1:
             listing = ", ".join(f"{s} ({st})" for s, st in devices.items())
-            raise AdbError(f"{len(devices)} devices connected ({listing}): choose one with --serial")
-        serial = next(iter(devices))
+            raise AdbError(f"{len(usable)} devices connected ({listing}): choose one with --serial or ANDROID_SERIAL")
+        if not usable and len(devices) > 1:
+            listing = ", ".join(f"{s} ({st})" for s, st in devices.items())
+            raise AdbError(f"no usable device among {listing}: unlock and authorize one, or choose one with --serial")
+        serial = usable[0] if usable else next(iter(devices))
     if serial not in devices:
         listing = ", ".join(f"{s} ({st})" for s, st in devices.items())
         raise AdbError(f"device {serial!r} is not connected; adb sees: {listing}")
@@ -133,6 +185,9 @@ def check_device(devices: dict[str, str], serial: str | None) -> str:
             f"device {serial} is offline: replug the cable or restart adb (`adb kill-server; adb start-server`), "
             "then check that `adb devices` says 'device'"
         )
+    if state in TRANSIENT_STATES:
+        raise AdbError(f"device {serial} is still {state} after {TRANSIENT_WAIT_S:.0f} s: unlock the phone, accept "
+                       "the USB debugging prompt, replug, then check that `adb devices` says 'device'")
     if state.startswith("no permissions"):
         raise AdbError(f"device {serial}: no permissions to open it over USB ({state}); add a udev rule for the phone")
     raise AdbError(f"device {serial} is in state {state!r}, not 'device': boot it normally and unlock it")
@@ -150,16 +205,39 @@ class AdbDevice:
                 [self.adb, "-s", self.serial, *args],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,  # never hand our stdin to the phone
                 text=True,
                 errors="replace",
                 timeout=timeout or self.timeout,
             )
         except subprocess.TimeoutExpired as exc:
-            raise AdbError(f"`adb {' '.join(args[:2])}` on {self.serial} did not finish in {exc.timeout:.0f} s") from exc
+            raise AdbTimeout(f"`adb {' '.join(args[:2])}` on {self.serial} did not finish in {exc.timeout:.0f} s") from exc
 
     def shell(self, argv: Sequence[str], timeout: float | None = None) -> subprocess.CompletedProcess:
-        # adb joins its arguments with spaces and hands them to the device's sh: pass one quoted string.
-        return self.run(["shell", shlex.join([str(a) for a in argv])], timeout)
+        """Runs argv on the phone; returncode is the device command's own exit status.
+
+        adb joins its arguments with spaces and hands them to the device's sh: pass one quoted string.
+        Without the shell protocol (Android < 7) adb exits 0 whatever the command did, so the command
+        echoes its status last and that is what counts."""
+        command = shlex.join([str(a) for a in argv]) + f"; echo {EXIT_MARK}$?"
+        proc = self.run(["shell", "-n", command], timeout)
+        lines = proc.stdout.splitlines()
+        for i in range(len(lines) - 1, -1, -1):
+            m = re.fullmatch(rf"\s*{EXIT_MARK}(\d+)\s*", lines[i])
+            if m:
+                proc.stdout = "\n".join(lines[:i] + lines[i + 1:]) + ("\n" if i else "")
+                proc.returncode = int(m.group(1))
+                break
+        else:
+            proc.returncode = proc.returncode or 255  # no status echoed: the shell never got to the end
+        return proc
+
+    def kill(self, remote_binary: str) -> None:
+        """Stops a run left going on the phone (a timed-out adb client does not stop the device command)."""
+        try:
+            self.run(["shell", "-n", shlex.join(["pkill", "-f", remote_binary])], timeout=30)
+        except AdbError:
+            pass
 
     def check_shell(self, argv: Sequence[str]) -> str:
         proc = self.shell(argv)
@@ -220,32 +298,90 @@ def resolve_benchmark_binary(path: str | Path | None) -> Path:
 
 # --- the runs ------------------------------------------------------------------------------------
 
+_FLAG_NAME = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)=")
+
+
+def probe_binary(device: AdbDevice, remote_binary: str) -> dict:
+    """Which benchmark_model this is, from its --help (Flags::Usage lists every flag it takes):
+    {"kind": "tflite" | "litert", "flags": [...]}; AdbError when it lists none of either's flags."""
+    proc = device.shell([remote_binary, "--help"], timeout=60)  # --help exits 1 by design
+    flags = sorted(set(_FLAG_NAME.findall(proc.stdout)))
+    if "use_cpu" in flags or "use_npu" in flags:
+        return {"kind": "litert", "flags": flags}
+    if "graph" in flags:
+        return {"kind": "tflite", "flags": flags}
+    last = next((ln.strip() for ln in reversed(proc.stdout.splitlines()) if ln.strip()), "no output")
+    raise AdbError(
+        f"{remote_binary} --help lists no benchmark_model flags (exit {proc.returncode}: {last[:200]}): it is not "
+        f"TFLite's benchmark_model nor LiteRT's CompiledModel one; get {BINARY_URL} and pass --benchmark-binary"
+    )
+
 
 def benchmark_argv(binary: str, graph: str, delegate: str, threads: int, runs: int, warmup: int,
-                   op_profiling: bool) -> list[str]:
+                   op_profiling: bool, kind: str = "tflite", known_flags: Sequence[str] = (),
+                   require_full_delegation: bool = False) -> list[str]:
+    """The device command line; flags the binary does not list in --help are left out, not sent to be ignored."""
+    table = LITERT_FLAGS if kind == "litert" else DELEGATE_FLAGS
     argv = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}",
-            *DELEGATE_FLAGS[delegate]]
+            *table[delegate]]
+    known = set(known_flags)
+    if "report_peak_memory_footprint" in known:
+        argv.append("--report_peak_memory_footprint=true")  # the absolute peak, beside the RSS delta
+    if require_full_delegation and delegate not in ("cpu", "xnnpack") and "require_full_delegation" in known:
+        argv.append("--require_full_delegation=true")
     if op_profiling:
         argv.append("--enable_op_profiling=true")
+    if kind == "litert" and known:
+        argv = [a for a in argv if a == binary or a[2:].split("=", 1)[0] in known]
     return argv
 
 
+def row_status(result: BenchmarkModelResult, delegate: str, exit_code: int, kind: str,
+               require_full_delegation: bool = False) -> tuple[str, str | None, str]:
+    """(status, error, delegation) of one run: see the module docstring for what each status means."""
+    last_errors = [e for e in result.errors if "Benchmarking failed" not in e][-1:]
+    if result.unconsumed_flags:
+        return "failed", f"benchmark_model ignored {' '.join(result.unconsumed_flags)} (Unconsumed cmdline flags)", "-"
+    if exit_code != 0 or result.benchmarking_failed or not result.has_timings:
+        said = "; ".join(last_errors + (["Benchmarking failed."] if result.benchmarking_failed else []))
+        why = f"exit {exit_code}" if exit_code != 0 else "no timings"
+        return "failed", f"{why}: {said}" if said else why, "-"
+    name = DELEGATE_NAME.get(delegate)
+    if delegate == "cpu" or kind == "litert" or name is None:
+        # The CompiledModel binary does not log which accelerator took the graph.
+        return "ok", None, "not reported" if kind == "litert" and delegate != "cpu" else "-"
+    how = result.delegation(name)
+    if how == "not" or (how == "unknown" and delegate != "xnnpack"):
+        why = "could not be created" if name in result.unsupported_platform else (
+            "took no ops" if how == "not" else "was never reported as applied")
+        return "fallback", f"{name} delegate {why}: ran on the CPU", how
+    if how == "partially" and require_full_delegation:
+        return "failed", f"{name} delegate took only part of the graph (--require-full-delegation)", how
+    return "ok", None, how
+
+
 def _row(result: BenchmarkModelResult, label: str, variant: str, file: Path, delegate: str, threads: int,
-         exit_code: int, output: str) -> dict:
+         exit_code: int, output: str, kind: str = "tflite", require_full_delegation: bool = False,
+         runs_asked: int | None = None) -> dict:
     ms = lambda us: None if us is None else round(us / 1e3, 3)  # noqa: E731
+    status, error, delegation = row_status(result, delegate, exit_code, kind, require_full_delegation)
     row = {
-        "label": label, "runtime": "benchmark_model", "variant": variant, "file": file.name, "delegate": delegate,
-        "threads": threads, "status": "ok" if result.ok else "failed", "error": None,
+        "label": label, "runtime": "benchmark_model" if kind == "tflite" else "benchmark_model (CompiledModel)",
+        "variant": variant, "file": file.name, "delegate": delegate, "threads": threads, "status": status,
+        "error": error, "delegation": delegation, "precision": PRECISION.get(delegate, "fp32" if delegate != "npu" else None),
+        "runs": result.runs, "runs_asked": runs_asked,
         "mean_ms": ms(result.inference_avg_us), "median_ms": ms(result.inference_median_us),
         "p95_ms": ms(result.inference_p95_us), "std_ms": ms(result.inference_std_us),
         "first_ms": ms(result.first_inference_us), "warmup_ms": ms(result.warmup_avg_us), "init_ms": ms(result.init_us),
         "size_mb": round(file.stat().st_size / 1e6, 3),
-        "memory_mb": result.peak_memory_mb if result.peak_memory_mb is not None else result.memory_overall_mb,
-        "details": result.as_dict(),
+        # benchmark_model's "MB" are MiB (KB / 1024) of max RSS: the delta from the tool's start, and the peak.
+        "mem_delta_mib": result.memory_overall_mb, "peak_mem_mib": result.peak_memory_mb,
+        "details": result.as_dict(), "exit_code": exit_code,
     }
-    if not result.ok:
+    if status == "failed" and not result.errors and not result.unconsumed_flags:
+        # nothing the tool flagged as an error: its last line says most (a shell error, a crash)
         last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
-        row["error"] = "; ".join(result.errors[-3:]) or f"no timings (exit code {exit_code}): {last[:200]}"
+        row["error"] = f"{error}: {last[:200]}"
     return row
 
 
@@ -262,13 +398,14 @@ def run_adb_bench(
     out_dir: str | Path = "bench",
     run_timeout: float = 600.0,
     progress: bool = True,
+    require_full_delegation: bool = False,
 ) -> dict:
     """Bench every .tflite on the phone; returns the report, also written to out_dir (JSON after every run)."""
     threads = [int(t) for t in threads]
     delegates = [d.strip().lower() for d in delegates]
-    unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
+    unknown = [d for d in delegates if d not in DELEGATES]
     if unknown or not delegates:
-        raise BenchError(f"--delegate: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(DELEGATE_FLAGS)}")
+        raise BenchError(f"--delegate: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(DELEGATES)}")
     if not threads or min(threads) < 1 or runs < 1 or warmup < 0:
         raise BenchError("--threads must be positive, --runs >= 1, --warmup >= 0")
     check_writable_dir(out_dir, "--out")  # now, not after the runs on the phone
@@ -296,7 +433,7 @@ def run_adb_bench(
         model={"name": first.get("model", tflites[0].stem), "input_size": shape[1:3] if shape else None,
                "files": [str(p) for p in tflites]},
         runs=runs, warmup=warmup, delegates=delegates, threads=threads, op_profiling=op_profiling,
-        reference=None,
+        require_full_delegation=require_full_delegation, reference=None,
     )
     if onnxs:
         report["notes"].append(f"ONNX files skipped on the device: {', '.join(p.name for p in onnxs)}")
@@ -321,6 +458,23 @@ def run_adb_bench(
         remote_binary = f"{REMOTE_DIR}/benchmark_model"
         device.push(binary, remote_binary)
         device.check_shell(["chmod", "755", remote_binary])
+        probe = probe_binary(device, remote_binary)
+        kind = probe["kind"]
+        info["benchmark_kind"] = "LiteRT CompiledModel" if kind == "litert" else "TFLite Interpreter"
+        table = LITERT_FLAGS if kind == "litert" else DELEGATE_FLAGS
+        missing = [d for d in delegates if d not in table]
+        if missing:
+            other = "TFLite's benchmark_model" if kind == "litert" else "LiteRT's CompiledModel benchmark_model"
+            raise BenchError(f"--delegate {', '.join(missing)}: {binary.name} is {info['benchmark_kind']}'s "
+                             f"benchmark_model, which has no such accelerator; use {other} for it")
+        if kind == "litert":
+            report["notes"].append("LiteRT CompiledModel benchmark_model: cpu and xnnpack are one accelerator "
+                                   "(XNNPACK); it does not log which accelerator took the graph")
+        if any(d in ("gpu", "gpu-fp32") for d in delegates):
+            report["notes"].append("gpu runs with fp16 arithmetic (gpu_precision_loss_allowed / allow_fp16 default "
+                                   "true); gpu-fp32 runs it in fp32")
+        report["notes"].append("mem MiB: benchmark_model's peak-RSS delta from the tool's start (its 'MB' are MiB); "
+                               "peak MiB: the absolute peak (--report_peak_memory_footprint)")
         remote = {}
         for p in tqdm(tflites, desc="push models", unit="file", disable=not progress):
             remote[p] = f"{REMOTE_DIR}/{p.name}"
@@ -330,13 +484,16 @@ def run_adb_bench(
         bar = tqdm(tasks, desc=f"bench {info['model']}", unit="run", disable=not progress)
         for order, (p, delegate, t) in enumerate(bar):
             bar.set_postfix_str(f"{variants[p]} {delegate} x{t}")
-            argv = benchmark_argv(remote_binary, remote[p], delegate, t, runs, warmup, op_profiling)
+            argv = benchmark_argv(remote_binary, remote[p], delegate, t, runs, warmup, op_profiling, kind,
+                                  probe["flags"], require_full_delegation)
             try:
                 proc = device.shell(argv, timeout=run_timeout)
                 output, code = proc.stdout, proc.returncode
-            except AdbError as exc:  # the run hung past run_timeout
-                output, code = str(exc), -1
-            (raw_dir / f"{p.stem}_{delegate}_{t}t.txt").write_text(f"$ adb shell {shlex.join(argv)}\n{output}")
+            except AdbTimeout as exc:  # the run hung past run_timeout: it still runs on the phone
+                device.kill(remote_binary)
+                output, code = f"{exc}; killed on the phone", -1
+            (raw_dir / f"{_safe_name(p.stem)}_{delegate}_{t}t.txt").write_text(
+                f"$ adb shell {shlex.join(argv)}\n{output}")
             result = parse_benchmark_output(output)
             if not result.ok and (code != 0 or any(g in output for g in _GONE)):
                 state = device.state()
@@ -345,7 +502,8 @@ def run_adb_bench(
                         f"device {device.serial} disconnected during {variants[p]} / {delegate} / {t} threads "
                         f"({state})"
                     )
-            row = _row(result, variants[p], variants[p], p, delegate, t, code, output)
+            row = _row(result, variants[p], variants[p], p, delegate, t, code, output, kind,
+                       require_full_delegation, runs)
             row["order"] = order
             row["is_reference"] = p == ref_model and delegate == ref_delegate
             report["results"].append(row)
@@ -360,6 +518,15 @@ def run_adb_bench(
         ) from exc
     report["complete"] = True
     save_report(report, out_dir)
-    if any(r["status"] == "ok" for r in report["results"]):
+    if any(r["status"] != "failed" for r in report["results"]):
         plot_report(report, out_dir / f"{report_stem(report)}.png")
     return report
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def timed_rows(report: dict) -> list[dict]:
+    """The rows that produced timings (ok or fallback)."""
+    return [r for r in report["results"] if r["status"] != "failed"]

@@ -1,4 +1,4 @@
-"""Read what TFLite's `benchmark_model` prints into numbers.
+"""Read what TFLite's `benchmark_model` (or LiteRT's CompiledModel `benchmark_model`) prints into numbers.
 
     result = parse_benchmark_output(stdout_and_stderr)
     result.inference_avg_us, result.init_us, result.memory_overall_mb, result.not_delegated
@@ -20,6 +20,21 @@ Lines this reads (any may be missing; a run that failed prints "Benchmarking fai
     Following operations are not supported by GPU delegate:  (then one "OP: reason" line each)
     ... and with --enable_op_profiling, a "Run Order" table of the timed runs' nodes, from which
     the op types that ran outside every delegate are listed (`not_delegated`).
+
+What tells a run's truth (tflite/tools/benchmark/benchmark_tflite_model.cc, tools/logging.h,
+tools/delegates/*_provider.cc, tsl/util/stats_calculator.h):
+    WARN: Unconsumed cmdline flags: --foo=1          a flag the binary ignored
+    WARN: GPU acceleration is unsupported on this platform.   no delegate: the run goes on on CPU
+    INFO: Explicitly applied GPU delegate, and the model graph will be completely|partially executed ...
+    INFO: Though GPU delegate is explicitly applied, the model graph will not be executed by the delegate.
+    No operations will run on the GPU, and all N operations will run on the CPU.
+    count=50 curr=12000(all same)                     the stats line when every run took the same time
+    Average inference timings in us: Warmup: .., Init: .., Inference: ..    (TF <= 2.1; "no stats:" in 1.x)
+    ERROR: Benchmarking failed.                       exit 1, possibly after the timings were printed
+The CompiledModel binary (litert/tools/benchmark_litert_model.h) logs through LITERT_LOG
+("INFO: [file:line] ...") a block under "========== BENCHMARK RESULTS ==========":
+    Model initialization: 12.34 ms / Warmup (first): .. ms / Inference (avg): 5.67 ms (50 runs) /
+    Inference (min|max): .. ms / Inference (std): .. / Init footprint / Overall footprint / Peak memory: .. MB
 """
 
 from __future__ import annotations
@@ -57,9 +72,32 @@ _DELEGATE_NOTE = re.compile(r"delegate.*the model graph will", re.IGNORECASE)
 _RUN_ORDER_ROW = re.compile(
     rf"^\s*(.+?)\s+{NUMBER}\s+{NUMBER}\s+({NUMBER})\s+{NUMBER}%\s+{NUMBER}%\s+{NUMBER}\s+\d+\s+(.*?)\s*$"
 )
-_FAILURE = re.compile(r"Benchmarking failed|Failed to apply|failed to prepare|Segmentation fault|Aborted|CANNOT LINK")
-# Log prefixes seen in the wild, stripped before matching line starts.
-_PREFIX = re.compile(r"^\s*(?:(?:INFO|WARNING|ERROR|VERBOSE): |[IWEV]/?tflite\s*: )")
+_FAILURE = re.compile(
+    r"Benchmarking failed|Failed to apply|failed to prepare|Segmentation fault|Aborted|CANNOT LINK|Run failed"
+    r"|Failed to (?:load|compile) model|Disallowed CPU fallback"
+)
+# TF <= 2.1: "Average inference timings in us: Warmup: 26016.2, Init: 24012, Inference: 25424.8" (1.x: "no stats:")
+_OLD_TIMINGS = re.compile(
+    rf"Average inference timings in us: Warmup: ({NUMBER}), Init: ({NUMBER}), (?:Inference|no stats): ({NUMBER})"
+)
+# tools/delegates/delegate_provider.cc + benchmark_tflite_model.cc: which delegate the graph really runs on.
+_APPLIED = re.compile(r"Explicitly applied (\w+) delegate, and the model graph will be (completely|partially) executed")
+_NOT_APPLIED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
+_UNSUPPORTED_PLATFORM = re.compile(r"(\w+) acceleration is unsupported on this platform")
+_NO_OPS = re.compile(r"No operations will run on the (\w+)")
+_UNCONSUMED = re.compile(r"Unconsumed cmdline flags:\s*(.*)$")
+# The CompiledModel benchmark's results block (values in ms).
+_LRT_VALUE = re.compile(
+    rf"^\s*(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \(avg\)|Inference \(min\)|"
+    rf"Inference \(max\)|Inference \(std\)|Init footprint|Overall footprint|Peak memory):\s+({NUMBER})"
+    rf"(?: (?:ms|MB))?(?: \((\d+) runs\))?"
+)
+# The tool's log prefixes (tools/logging.h: INFO/WARN/ERROR/FATAL; TFLite's minimal logger and LiteRT's:
+# INFO/WARNING/ERROR/VERBOSE, LiteRT adding "[file:line] "), and logcat's "I tflite  : ".
+_PREFIX = re.compile(r"^\s*(?:(?:INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG): (?:\[[\w.]+:\d+\] ?)?|[IWEFV]/?tflite\s*: )")
+_SEVERITY = re.compile(r"^\s*(?:(INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG): |([IWEFV])/?tflite\s*: )")
+# Where a delegate's own kernel names say that it took nodes (logcat excerpts lack the INFO lines).
+_KERNEL_OF = {"GPU": "TfLiteGpuDelegate", "NNAPI": "TfLiteNnapiDelegate", "XNNPACK": "TfLiteXNNPackDelegate"}
 
 
 class BenchmarkOutputError(ValueError):
@@ -108,11 +146,40 @@ class BenchmarkModelResult:
     unsupported_ops: list[str] = field(default_factory=list)  # "GATHER_ND: Operation is not supported."
     delegate_notes: list[str] = field(default_factory=list)  # e.g. NNAPI applied but graph not executed by it
     op_profile: list[OpTypeStat] = field(default_factory=list)  # timed runs, by node type (--enable_op_profiling)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # ERROR:/FATAL: lines and known failure lines
+    warnings: list[str] = field(default_factory=list)  # WARN:/WARNING: lines
+    unconsumed_flags: list[str] = field(default_factory=list)  # flags the binary ignored
+    applied: dict[str, str] = field(default_factory=dict)  # "GPU" -> "completely" | "partially" | "not"
+    unsupported_platform: list[str] = field(default_factory=list)  # delegates that could not be created ("GPU")
+    benchmarking_failed: bool = False  # "Benchmarking failed." seen (the tool exits 1)
+    binary: str = "tflite"  # "litert" when the output is the CompiledModel benchmark's
+    peak_memory_from_compiled_model: bool = False
 
     @property
     def ok(self) -> bool:
+        """Timings were printed and the tool did not say it failed."""
+        return self.has_timings and not self.benchmarking_failed
+
+    @property
+    def has_timings(self) -> bool:
         return self.inference_avg_us is not None
+
+    def delegation(self, delegate: str) -> str:
+        """How much of the graph ran on `delegate` ("GPU", "NNAPI", "XNNPACK"): completely | partially | not | unknown.
+
+        "not" also when the delegate could not be created (the tool then ran on CPU, exit 0); the
+        "Replacing N out of M node(s) with delegate (TfLite...Delegate)" line counts as evidence where
+        the INFO line is missing (logcat excerpts keep only the tflite tag)."""
+        name = delegate.upper()
+        if name in self.unsupported_platform:
+            return "not"
+        if name in self.applied:
+            return self.applied[name]
+        kernel = _KERNEL_OF.get(name)
+        for d in self.delegations:
+            if kernel and d.delegate.startswith(kernel):
+                return "completely" if d.total is not None and d.replaced == d.total else "partially"
+        return "unknown"
 
     @property
     def not_delegated(self) -> list[OpTypeStat]:
@@ -155,11 +222,36 @@ def parse_benchmark_output(text: str) -> BenchmarkModelResult:
     op_rows: list[tuple[str, float, bool]] = []
     for raw in text.splitlines():
         line = _strip_prefix(raw)
-        is_error = raw.lstrip().startswith(("ERROR", "E tflite", "E/tflite"))
+        sev = _SEVERITY.match(raw)
+        level = (sev.group(1) or sev.group(2)) if sev else ""
+        is_error = level in ("ERROR", "FATAL", "E", "F")
+        if "Benchmarking failed" in line:
+            result.benchmarking_failed = True
+        if level in ("WARN", "WARNING", "W") and line.strip():
+            result.warnings.append(line.strip())
+        if "BENCHMARK RESULTS" in line:
+            result.binary = "litert"
         if m := _TIMINGS.search(line):
             result.init_us, result.first_inference_us, result.warmup_avg_us, result.inference_avg_us = map(
                 float, m.groups()
             )
+        elif m := _OLD_TIMINGS.search(line):
+            result.warmup_avg_us, result.init_us, result.inference_avg_us = map(float, m.groups())
+        elif m := _LRT_VALUE.match(line):
+            _read_compiled_model_value(result, m.group(1), float(m.group(2)), m.group(3))
+        elif m := _UNCONSUMED.search(line):
+            result.unconsumed_flags += m.group(1).split()
+        elif m := _UNSUPPORTED_PLATFORM.search(line):
+            result.unsupported_platform.append(m.group(1).upper())
+        elif m := _APPLIED.search(line):
+            result.applied[m.group(1).upper()] = m.group(2)
+            result.delegate_notes.append(line.strip())
+        elif m := _NOT_APPLIED.search(line):
+            result.applied[m.group(1).upper()] = "not"
+            result.delegate_notes.append(line.strip())
+        elif m := _NO_OPS.search(line):  # the GPU delegate refused every op
+            result.applied.setdefault(m.group(1).upper(), "not")
+            result.delegate_notes.append(line.strip())
         elif m := _MEMORY_DELTA.search(line):
             result.memory_init_mb, result.memory_overall_mb = map(float, m.groups())
         elif m := _PEAK_MEMORY.search(line):
@@ -193,9 +285,12 @@ def parse_benchmark_output(text: str) -> BenchmarkModelResult:
         elif line.lstrip().startswith(("Timings (microseconds):", "Memory (bytes):")):
             pass  # the op profiler's own statistics, not the benchmark's
         elif m := _STATS.search(line):
+            # Stat::OutputToStream: warm-up first, then the timed runs; the last line is the timed one.
+            # When every run took the same time it prints only "count=N curr=X(all same)": avg is curr.
             fields = {k: float(v) for k, v in _STAT_FIELD.findall(m.group(2))}
-            if "avg" in fields:  # the warm-up line may hold only curr=; the last line with avg= is the timed run
-                timed_stats = {"count": float(m.group(1)), **fields}
+            if "avg" not in fields and "curr" in fields:
+                fields.update(avg=fields["curr"], min=fields["curr"], max=fields["curr"], std=0.0)
+            timed_stats = {"count": float(m.group(1)), **fields}
         elif line.strip() and (is_error or _FAILURE.search(line)):
             result.errors.append(line.strip())
         if in_run_order and not line.strip():
@@ -203,7 +298,7 @@ def parse_benchmark_output(text: str) -> BenchmarkModelResult:
         if in_unsupported and not line.strip():
             in_unsupported = False
     result.op_profile = _summarise_ops(op_rows)
-    if timed_stats:
+    if timed_stats:  # the same Stat as the summary line, with the count the tool really made
         result.runs = int(timed_stats["count"])
         result.inference_std_us = timed_stats.get("std")
         result.inference_min_us = timed_stats.get("min")
@@ -211,6 +306,31 @@ def parse_benchmark_output(text: str) -> BenchmarkModelResult:
         result.inference_median_us = timed_stats.get("median")
         result.inference_p95_us = timed_stats.get("p95")
     return result
+
+
+def _read_compiled_model_value(result: BenchmarkModelResult, name: str, value: float, runs: str | None) -> None:
+    us = value * 1e3
+    result.binary = "litert"
+    if name == "Model initialization":
+        result.init_us = us
+    elif name == "Warmup (first)":
+        result.first_inference_us = us
+    elif name == "Warmup (avg)":
+        result.warmup_avg_us = us
+    elif name == "Inference (avg)":
+        result.inference_avg_us, result.runs = us, int(runs) if runs else None
+    elif name == "Inference (min)":
+        result.inference_min_us = us
+    elif name == "Inference (max)":
+        result.inference_max_us = us
+    elif name == "Inference (std)":
+        result.inference_std_us = us
+    elif name == "Init footprint":
+        result.memory_init_mb = value
+    elif name == "Overall footprint":
+        result.memory_overall_mb = value
+    elif name == "Peak memory":
+        result.peak_memory_mb = value
 
 
 def require_timings(result: BenchmarkModelResult, what: str = "benchmark_model") -> BenchmarkModelResult:

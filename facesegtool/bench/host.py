@@ -27,7 +27,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..atomic import check_writable_dir
-from ..checkpoint import DEFAULT_EXPORT_DIR, default_checkpoint, load_model
+from ..checkpoint import DEFAULT_EXPORT_DIR
+from ..model_source import LoadedModel, load_exported_source
+from ..threads import check_threads
 from ..tflite_runner import TFLiteModel, TFLiteModelError, read_sidecar
 from .report import new_report, plot_report, report_stem, save_report
 
@@ -240,15 +242,39 @@ def _input_size(tflites: list[Path], ckpt: dict) -> tuple[int, int]:
     return s, s
 
 
-def _check_same_model(tflites: list[Path], ckpt: dict, checkpoint: Path) -> None:
-    name = ckpt["model"]["name"]
+def _check_same_model(tflites: list[Path], source: LoadedModel) -> None:
+    name = source.name
     for p in tflites:
-        exported = read_sidecar(p).get("model")
-        if exported and exported != name:
+        sidecar = read_sidecar(p)
+        exported = sidecar.get("model")
+        recorded = (sidecar.get("source") or {}).get("sha256")
+        if (recorded and recorded != source.sha256) or (not recorded and exported and exported != name):
             raise BenchError(
-                f"{p.name} was exported from a {exported!r} model but {checkpoint} is {name!r}: "
-                "pass the checkpoint it was exported from with --checkpoint"
+                f"{p.name} was exported from {exported!r} ({(sidecar.get('source') or {}).get('ref', 'another file')}) "
+                f"but {source.ref or source.path} is another model: pass the model it was exported from with --model"
             )
+
+
+def _onnx_macs(path: Path, size: tuple[int, int]) -> int:
+    """Conv multiply-adds of an ONNX graph, from its weights and inferred output shapes (ONNX sources)."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    proto = onnx.load(str(path))
+    graph_input = next(i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer})
+    for dim, value in zip(graph_input.type.tensor_type.shape.dim, (1, 3, *size)):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
+    inferred = shape_inference.infer_shapes(proto)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    weights = {t.name: numpy_helper.to_array(t).shape for t in proto.graph.initializer}
+    total = 0
+    for node in proto.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in weights and node.output[0] in shapes:
+            w = weights[node.input[1]]
+            total += int(np.prod(shapes[node.output[0]])) * int(np.prod(w[1:]))
+    return total
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -263,14 +289,23 @@ def run_host_bench(
     warmup: int = 5,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    spec: str | Path | dict | None = None,
+    weights: str | Path | None = None,
 ) -> dict:
     """Measure every runtime at every thread count; returns the report (see report.py).
+
+    checkpoint: any model model_source reads (default: the one the exports record, else the shipped
+    model); its reference runtime is PyTorch, or ONNX Runtime for an .onnx model.
 
     With out_dir, bench_host.json is rewritten after each row and bench_host.png drawn at the end.
     """
     threads = [int(t) for t in threads]
     if not threads or min(threads) < 1:
         raise BenchError("--threads must list positive thread counts, e.g. 1,2")
+    try:  # torch segfaults on absurd counts: refuse them before measuring anything
+        [check_threads(t) for t in threads]
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
     if runs < 1 or warmup < 0:
         raise BenchError("--runs must be >= 1 and --warmup >= 0")
     if out_dir is not None:
@@ -278,21 +313,24 @@ def run_host_bench(
     export_dir, found_default = default_export_dir(export_dir, models, checkpoint)
     tflites, onnxs = collect_models(export_dir, models)
 
-    ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     t0 = time.perf_counter()
-    model, ckpt = load_model(ckpt_path)
+    source = load_exported_source(checkpoint, [read_sidecar(p) for p in tflites], spec=spec, weights=weights)
     torch_init_ms = (time.perf_counter() - t0) * 1e3
-    _check_same_model(tflites, ckpt, ckpt_path)
+    model, ckpt, ckpt_path = source.net, source.ckpt, source.path
+    _check_same_model(tflites, source)
     size = _input_size(tflites, ckpt)
+    if source.format == "onnx" and not onnxs:
+        onnxs = [source.path]  # the reference itself: its ONNX Runtime row is the one to compare against
 
-    macs = count_macs(model, size)
-    params = sum(p.numel() for p in model.parameters())
+    macs = count_macs(model, size) if source.format != "onnx" else _onnx_macs(source.path, size)
+    params = sum(p.numel() for p in model.parameters()) if source.format != "onnx" else None
     report = new_report(
         "host",
         device=host_description(),
         model={
-            "name": ckpt["model"]["name"],
+            "name": source.name,
             "checkpoint": str(ckpt_path),
+            "source": source.describe(),
             "input_size": list(size),
             "params": params,
             "macs": macs,
@@ -303,7 +341,7 @@ def run_host_bench(
         warmup=warmup,
         cpu_peak_gflops={},
         cpu_peak_by={},
-        reference="pytorch",
+        reference=source.reference,
     )
     usable = report["device"]["usable_cpus"] or 1
     if max(threads) > usable:
@@ -323,7 +361,8 @@ def run_host_bench(
     # it goes through each runtime's real input path (the sidecar's normalisation/quantization for TFLite).
     rgb = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     contract = ckpt["input"]
-    x = (rgb.astype(np.float32) / float(contract.get("scale", 255.0)) - np.asarray(contract["mean"], np.float32)) / np.asarray(
+    rgb_model = rgb[..., ::-1] if str(contract.get("channel_order", "RGB")).upper() == "BGR" else rgb
+    x = (rgb_model.astype(np.float32) / float(contract.get("scale", 255.0)) - np.asarray(contract["mean"], np.float32)) / np.asarray(
         contract["std"], np.float32
     )
     x_nchw = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
@@ -333,8 +372,9 @@ def run_host_bench(
     variants = {p: str(read_sidecar(p).get("variant") or p.stem) for p in tflites}
     unique = len(set(variants.values())) == len(variants)
     labels.update({p: f"tflite {variants[p] if unique else p.stem}" for p in tflites})
+    torch_rows = [] if source.format == "onnx" else [("pytorch", ckpt_path)]
     tasks = [(t, kind, path) for t in threads for kind, path in
-             [("pytorch", ckpt_path), *[("onnxruntime", p) for p in onnxs], *[("tflite", p) for p in tflites]]]
+             [*torch_rows, *[("onnxruntime", p) for p in onnxs], *[("tflite", p) for p in tflites]]]
     previous_threads = torch.get_num_threads()
     try:
         peaks: dict[int, float] = {}
@@ -347,6 +387,8 @@ def run_host_bench(
         for order, (t, kind, path) in enumerate(bar):
             bar.set_postfix_str(f"{path.name} x{t}")
             row = _measure(kind, path, labels[path], t, runs, warmup, model, torch_init_ms, x_nchw, rgb)
+            if source.format == "onnx":  # no PyTorch here: ONNX Runtime on the model is the reference row
+                row["is_reference"] = kind == "onnxruntime"
             row["order"] = order
             if row["status"] == "ok" and row["median_ms"]:
                 row["gflops"] = round(2 * macs / (row["median_ms"] / 1e3) / 1e9, 2)

@@ -85,7 +85,8 @@ def describe_device(report: dict) -> str:
     if report["kind"] == "adb":
         return (
             f"{d.get('model', '?')} ({d.get('serial', '?')}), Android {d.get('android', '?')} "
-            f"(SDK {d.get('sdk', '?')}), {d.get('abi', '?')}, benchmark_model"
+            f"(SDK {d.get('sdk', '?')}), {d.get('abi', '?')}, "
+            + (f"{d['benchmark_kind']} benchmark_model" if d.get("benchmark_kind") else "benchmark_model")
         )
     load = d.get("load_average_1min")
     return (f"{d.get('cpu', '?')}, {d.get('usable_cpus', '?')} usable CPUs, {d.get('system', '?')}"
@@ -126,8 +127,9 @@ def format_table(report: dict) -> str:
         header = ["runtime", "threads", "median ms", "p90 ms", "first ms", "init ms", "size MB",
                   f"x {ref}", "GFLOP/s", "% peak"]
     else:
-        header = ["model", "delegate", "threads", "avg ms", "median ms", "p95 ms", "first ms", "init ms",
-                  "mem MB", f"x {ref}", "status"]
+        # benchmark_model's memory "MB" are MiB of max RSS: the delta from the tool's start, and the peak.
+        header = ["model", "delegate", "threads", "runs", "avg ms", "median ms", "p95 ms", "first ms", "init ms",
+                  "RSS delta MiB", "peak MiB", f"x {ref}", "status"]
     rows = []
     for r in sorted(report["results"], key=lambda r: (r["threads"], r.get("order", 0))):
         if host:
@@ -139,10 +141,10 @@ def format_table(report: dict) -> str:
             ] if r["status"] == "ok" else [r["label"], r["threads"], "failed: " + str(r.get("error"))] + [""] * 7)
         else:
             rows.append([
-                r["label"], r.get("delegate", "-"), r["threads"], _fmt(r.get("mean_ms")), _fmt(r.get("median_ms")),
-                _fmt(r.get("p95_ms")), _fmt(r.get("first_ms")), _fmt(r.get("init_ms"), ".1f"),
-                _fmt(r.get("memory_mb"), ".1f"), _fmt(r.get("vs_reference")),
-                "ok" if r["status"] == "ok" else "FAILED",
+                r["label"], adb_delegate_label(r), r["threads"], r.get("runs") if r.get("runs") is not None else "-",
+                _fmt(r.get("mean_ms")), _fmt(r.get("median_ms")), _fmt(r.get("p95_ms")), _fmt(r.get("first_ms")),
+                _fmt(r.get("init_ms"), ".1f"), _fmt(r.get("mem_delta_mib", r.get("memory_mb")), ".1f"),
+                _fmt(r.get("peak_mem_mib"), ".1f"), _fmt(r.get("vs_reference")), adb_status_label(r),
             ])
     lines = [f"device: {describe_device(report)}", f"model:  {describe_model(report)}"]
     peaks = report.get("cpu_peak_gflops")
@@ -164,12 +166,32 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def adb_delegate_label(row: dict) -> str:
+    """The delegate as asked, with the GPU's arithmetic (fp16 by the tool's default)."""
+    d = row.get("delegate", "-")
+    if d == "gpu":
+        return "gpu (fp16)"
+    return d
+
+
+def adb_status_label(row: dict) -> str:
+    if row["status"] == "ok":
+        return "ok"
+    if row["status"] == "fallback":
+        return "FALLBACK: ran on CPU"
+    return "FAILED"
+
+
 def _findings(row: dict) -> list[str]:
     """Lines worth reading under the table; the first character is the bullet ("!" for a failure)."""
     details = row.get("details") or {}
     out = []
-    if row["status"] != "ok":
-        out.append(f"!{row.get('error')}")
+    if row["status"] == "failed":
+        out.append(f"!failed: {row.get('error')}")
+    elif row["status"] == "fallback":
+        out.append(f"!fallback: {row.get('error')}")
+    if row.get("runs") and row.get("runs_asked") and row["runs"] != row["runs_asked"]:
+        out.append(f"-{row['runs']} timed runs made ({row['runs_asked']} asked; --min_secs/--max_secs decide)")
     parts = [f"{d['delegate']} took {d['replaced']}" + (f"/{d['total']}" if d["total"] else "")
              + f" nodes ({d['partitions']} partitions)" for d in details.get("delegations", [])]
     refused = list(dict.fromkeys(op.split(":")[0] for op in details.get("unsupported_ops", [])))
@@ -193,8 +215,19 @@ def plot_report(report: dict, path: str | Path) -> Path:
 
     add_ratios(report)
     path = Path(path)
-    ok = [r for r in report["results"] if r["status"] == "ok" and row_time(r) is not None]
-    labels = list(dict.fromkeys(r["label"] + (f" / {r['delegate']}" if report["kind"] == "adb" else "") for r in ok))
+    adb = report["kind"] == "adb"
+
+    def name(r: dict) -> str:
+        if not adb:
+            return r["label"]
+        tag = {"fallback": " [FALLBACK: CPU]", "failed": " [FAILED]"}.get(r["status"], "")
+        return f"{r['label']} / {adb_delegate_label(r)}{tag}"
+
+    # On the phone a fallback is drawn (hatched: it measured the CPU) and a failed run named (no bar).
+    ok = [r for r in report["results"] if (r["status"] == "ok" or (adb and r["status"] == "fallback"))
+          and row_time(r) is not None]
+    failed = [r for r in report["results"] if adb and r["status"] == "failed"]
+    labels = list(dict.fromkeys(name(r) for r in ok + failed))
     threads = sorted({r["threads"] for r in ok})
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.55 * max(1, len(labels)) * max(1, len(threads)) ** 0.5))
     height = 0.8 / max(1, len(threads))
@@ -205,7 +238,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
         for r in ok:
             if r["threads"] != t:
                 continue
-            j = labels.index(r["label"] + (f" / {r['delegate']}" if report["kind"] == "adb" else ""))
+            j = labels.index(name(r))
             values[j] = row_time(r)
             ratios[j] = r.get("vs_reference")
             upper = r.get("p90_ms") or r.get("p95_ms")
@@ -213,11 +246,17 @@ def plot_report(report: dict, path: str | Path) -> Path:
                 errs[1, j] = max(0.0, upper - values[j])
         bars = ax.barh(y + (i - (len(threads) - 1) / 2) * height, values, height, xerr=errs.tolist(),
                        label=f"{t} thread{'s' if t > 1 else ''}", capsize=2)
+        for bar, label in zip(bars, labels):
+            if "[FALLBACK" in label:
+                bar.set_hatch("///")
+                bar.set_alpha(0.5)
         for bar, v, ratio in zip(bars, values, ratios):
             if np.isfinite(v):
                 text = f" {v:.1f}" + (f"  ({ratio:.2f}x)" if ratio is not None else "")
                 ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=7,
                         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.5})
+    for r in failed:
+        ax.text(0, labels.index(name(r)), " failed: " + str(r.get("error"))[:70], va="center", fontsize=7, color="red")
     # Scale to the bars, not to a stray slow run's whisker (those are clipped at the edge).
     top = max((row_time(r) for r in ok), default=1.0)
     ax.set_xlim(0, top * 1.45)

@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import check_writable_dir
 from ..labels import NUM_CLASSES
 from .dataset import PreparedDataError, load_prepared, split_names
-from .prepare import _replace_dir, class_weights
+from .prepare import MANIFEST_FORMAT, _replace_dir, class_weights
 from .source import stable_fraction
 
 
@@ -27,6 +28,7 @@ def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: i
     """Write OUT: train = PREPARED's train minus `holdout` faces, val = those faces. Returns the manifest."""
     prepared, out = Path(prepared).resolve(), Path(out)
     manifest = load_prepared(prepared)
+    _check_carve_out(prepared, out)
     train = split_names(manifest, "train")
     if not 0 < holdout < len(train):
         raise PreparedDataError(f"{prepared}: --holdout must be between 1 and {len(train) - 1} (train has {len(train)})")
@@ -36,7 +38,11 @@ def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: i
     items = [dict(it, split="val" if it["name"] in dev else "train") for it in manifest["items"] if it.get("split") == "train"]
     pixels = {"train": np.zeros(NUM_CLASSES, dtype=np.int64), "val": np.zeros(NUM_CLASSES, dtype=np.int64)}
     for it in items:
-        mask = cv2.imread(str(prepared / "masks" / f"{it['name']}.png"), cv2.IMREAD_UNCHANGED)
+        mask_path = prepared / "masks" / f"{it['name']}.png"
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        if mask is None or mask.ndim != 2:
+            raise PreparedDataError(f"{mask_path}: missing or unreadable mask of a train face listed in "
+                                    f"{prepared / 'manifest.json'}; run `facesegtool data prepare` again for {prepared}")
         pixels[it["split"]] += np.bincount(mask.ravel(), minlength=256)[:NUM_CLASSES]
     carved = {
         **{k: v for k, v in manifest.items() if k not in ("items", "class_pixels", "weights", "skipped")},
@@ -52,3 +58,28 @@ def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: i
     (tmp / "manifest.json").write_text(json.dumps(carved, indent=1))
     _replace_dir(tmp, out)
     return carved
+
+
+def _check_carve_out(prepared: Path, out: Path) -> None:
+    """Refuse an --out whose replacement would delete something: the prepared set itself (or a folder
+    holding it, or one inside it), or any folder that is not an earlier carved set. The carve writes a
+    new folder and moves the old one away, so only a carved set (links and a manifest) may be replaced."""
+    check_writable_dir(out, "--out")
+    target = out.resolve()
+    if target == prepared or prepared.is_relative_to(target) or target.is_relative_to(prepared):
+        raise PreparedDataError(
+            f"--out {out}: is {'the prepared set' if target == prepared else 'inside or around the prepared set'} "
+            f"{prepared}; carving there would delete its images and masks; choose an --out outside it")
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return
+    try:
+        existing = json.loads((out / "manifest.json").read_text())
+        carved = existing.get("format") == MANIFEST_FORMAT and "carved_from" in existing
+    except (OSError, ValueError, AttributeError):
+        carved = False
+    if not carved or out.is_symlink():
+        raise PreparedDataError(
+            f"--out {out}: exists and is not a set written by `data carve`; refusing to replace it (that would "
+            "delete what is in it); choose another --out, or remove it yourself first")

@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from ..labels import CELEBAMASK_PARTS, celebamask_lut
-from .source import BadSampleError, DataSourceError, Sample, Source, images_in, read_index_mask, read_rgb
+from .source import (BadSampleError, DataSourceError, Sample, Source, duplicate_names, images_in, read_index_mask,
+                     read_rgb, read_text_list, refuse_duplicates)
 
 # Overlaps: later overwrites earlier (g_mask.py order, = part id order 1..18).
 PART_ORDER: tuple[str, ...] = CELEBAMASK_PARTS[1:]
@@ -62,7 +63,8 @@ class CelebAMaskIndex(Source):
                 raise DataSourceError(f"{self.root / sub}: missing (expected images/NAME.jpg + masks/NAME.png)")
 
     def samples(self) -> list[Sample]:
-        images = {p.stem: p for p in images_in(self.root / "images")}
+        image_files = images_in(self.root / "images")
+        images = {p.stem: p for p in image_files}
         masks = {p.stem: p for p in (self.root / "masks").glob("*.png") if p.is_file()}
         listed, subjects = self.own_split(), self.subjects()
         out = []
@@ -75,7 +77,7 @@ class CelebAMaskIndex(Source):
             elif name not in images:
                 problem = (mask, f"no image images/{name}.jpg for this mask")
             out.append(Sample(name, image, (mask,), self.split_for(name, listed), subjects.get(name), problem))
-        return out
+        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
@@ -124,9 +126,9 @@ class CelebAMaskParts(Source):
         hq_to_celeba, identity = self.root / "CelebA-HQ-to-CelebA-mapping.txt", self.root / "identity_CelebA.txt"
         if not (hq_to_celeba.is_file() and identity.is_file()):
             return super().subjects()
-        who = dict(line.split()[:2] for line in identity.read_text().splitlines() if line.strip())
+        who = dict(line.split()[:2] for line in read_text_list(identity).splitlines() if line.strip())
         out = {}
-        for line in hq_to_celeba.read_text().splitlines()[1:]:  # header: idx orig_idx orig_file
+        for line in read_text_list(hq_to_celeba).splitlines()[1:]:  # header: idx orig_idx orig_file
             fields = line.split()
             if len(fields) >= 3 and fields[2] in who:
                 out[fields[0]] = who[fields[2]]
@@ -134,7 +136,8 @@ class CelebAMaskParts(Source):
 
     def samples(self) -> list[Sample]:
         parts, problems = self._part_files()
-        images = {p.stem: p for p in images_in(self.root / IMAGES_DIR)}
+        image_files = images_in(self.root / IMAGES_DIR)
+        images = {p.stem: p for p in image_files}
         listed, subjects = self.own_split(), self.subjects()
         out = []
         ids: dict[int, str] = {}
@@ -155,7 +158,7 @@ class CelebAMaskParts(Source):
                 problem = (image, f"no part masks {folder}/{image_id:05d}_<part>.png for this image")
             key = str(image_id)
             out.append(Sample(name, image, files, self.split_for(name, listed), subjects.get(key), problem))
-        return sorted(out, key=lambda s: s.name)
+        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()

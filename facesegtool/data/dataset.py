@@ -75,6 +75,8 @@ def read_pair(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def to_input_tensor(rgb: np.ndarray, contract: dict = DEFAULT_INPUT) -> torch.Tensor:
     """RGB uint8 H x W x 3 -> normalised float 3 x H x W, per the input contract."""
+    if str(contract.get("channel_order", "RGB")).upper() == "BGR":  # a model trained on OpenCV's order
+        rgb = rgb[..., ::-1]
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(contract["scale"])
     mean = torch.tensor(contract["mean"], dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(contract["std"], dtype=torch.float32).view(3, 1, 1)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..labels import CLASS_INDEX, IGNORE_INDEX, MUT1NY_COLORS
-from .source import BadSampleError, Sample, Source, images_in, read_rgb
+from .source import IMAGE_SUFFIXES, BadSampleError, Sample, Source, duplicate_names, images_in, read_rgb, refuse_duplicates
 
 PALETTE_RGB = np.array(list(MUT1NY_COLORS), dtype=np.float64)  # K x 3, RGB
 PALETTE_CLASS = np.array([CLASS_INDEX[c] for c in MUT1NY_COLORS.values()], dtype=np.uint8)
@@ -113,7 +113,20 @@ class Mut1ny(Source):
             )
         for path in orphans:
             out.append(Sample(path.stem, path, (path,), problem=(path, "label name has no matching image")))
-        return sorted(out, key=lambda s: s.name)
+        return self.checked(refuse_duplicates(out, self._duplicates(label_dir)), listed)
+
+    def _duplicates(self, label_dir: Path | None) -> dict[str, list[Path]]:
+        """Images (or labels) that share a sample name: NAME.jpg beside NAME.png."""
+        if (self.root / "images").is_dir() and label_dir is not None:
+            found = {}
+            for folder in (self.root / "images", label_dir):
+                files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+                found.update(duplicate_names(files, lambda p, f=folder: str(p.relative_to(f).with_suffix("")).replace("/", "_")))
+            return found
+        files = images_in(self.root)
+        labels = duplicate_names(p for p in files if "seg" in p.stem.lower())
+        return {**duplicate_names(p for p in files if "seg" not in p.stem.lower()),
+                **{_without_seg(stem): paths for stem, paths in labels.items()}}
 
     def _paired_dirs(self, image_dir: Path, label_dir: Path):
         def index(folder: Path) -> dict[str, Path]:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..atomic import check_writable_dir
+from ..atomic import OutputError, check_writable_dir
 from ..labels import CLASSES, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
 from .source import BadSampleError, DataSourceError, Source, stable_fraction
 
@@ -121,10 +121,48 @@ def prepare(
     try:
         manifest = _write_all(listed, tmp, size, skip_bad, val_fraction, progress)
         _replace_dir(tmp, out_dir)
+    except OSError as exc:  # e.g. the disk filled up: name the folder asked for, not the hidden temp one
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write the prepared set {out_dir}: {exc.strerror or exc}; free some space "
+                          f"(it needs about {_needed_mb(listed, size)} MB) or choose another --out") from None
     except BaseException:  # KeyboardInterrupt included: nothing partial stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def size_problem(size: int, option: str = "--size") -> str | None:
+    """Why the nets cannot train at `size` (they downsample 32x, and `export` takes only multiples of 32)."""
+    if size < 32 or size % 32:
+        nearest = max(32, round(size / 32) * 32)
+        return (f"{option} {size}: the side must be a multiple of 32 (the nets downsample 32x and `export` takes "
+                f"only such sizes); use e.g. {option} {nearest}")
+    return None
+
+
+def check_size(size: int, option: str = "--size") -> int:
+    """`size` if the nets can train at it, else ValueError (see size_problem)."""
+    problem = size_problem(size, option)
+    if problem:
+        raise ValueError(problem)
+    return size
+
+
+def size_warning(size: int) -> str | None:
+    """A prepared set may have any size (train --size resizes it), but training at its own size needs a multiple of 32."""
+    problem = size_problem(size)
+    return f"{problem}, or train on this set with `train --size`" if problem else None
+
+
+def _needed_mb(listed, size: int) -> int:
+    """A rough size of the prepared set: PNGs at fast compression hold about 2 bytes per pixel and image."""
+    return max(1, round(sum(len(samples) for _, samples in listed) * size * size * 2 / 1e6))
+
+
+# Upscaling more than this makes up detail the picture never had (a 1x1 "image" becomes a flat square).
+MAX_UPSCALE = 4
 
 
 def _write_all(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: float, progress: bool) -> dict:
@@ -154,6 +192,15 @@ def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: f
             except BadSampleError as exc:
                 if not skip_bad:
                     raise
+                skipped.append({"file": exc.file, "reason": exc.reason, "source": source.kind})
+                continue
+            side = max(mask.shape)
+            if side * MAX_UPSCALE < size:
+                exc = BadSampleError(sample.image, f"is only {mask.shape[1]}x{mask.shape[0]} px, too small to "
+                                     f"scale up to {size} px (at least {-(-size // MAX_UPSCALE)} px needed); "
+                                     "remove it or use a smaller --size")
+                if not skip_bad:
+                    raise exc
                 skipped.append({"file": exc.file, "reason": exc.reason, "source": source.kind})
                 continue
             for key, value in found.items():

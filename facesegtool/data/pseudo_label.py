@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import load_model
+from ..model_source import load_source
 from ..labels import CLASSES, IGNORE_INDEX, NUM_CLASSES
 from .dataset import MANIFEST_FORMAT, to_input_tensor
 from .prepare import MANIFEST_VERSION, _check_replaceable, _replace_dir, class_weights
@@ -40,15 +40,47 @@ class PseudoLabelSummary:
     skipped: list[dict]
     kept_fraction: float  # confident pixels / all pixels
     kept_by_class: dict[str, float]  # per predicted class: share of its pixels kept
+    threshold: float = 0.9
+    size: int = 256
+
+    @property
+    def warning(self) -> str | None:
+        """Why the set may teach nothing (None when it looks usable)."""
+        if self.kept_fraction == 0:
+            return (f"{self.out}: no pixel reached --threshold {self.threshold:g}, so every mask is ignore and "
+                    "training on it learns nothing; lower --threshold or use a stronger teacher")
+        return None
 
 
 @torch.no_grad()
-def teacher_probabilities(model: torch.nn.Module, x: torch.Tensor, flip: bool = True) -> torch.Tensor:
-    """Softmax over classes for a batch N x 3 x H x W, averaged with the mirrored pass when flip."""
-    probs = F.softmax(model(x), dim=1)
+def teacher_probabilities(model: torch.nn.Module, x: torch.Tensor, flip: bool = True, kind: str = "logits",
+                          projection: torch.Tensor | None = None) -> torch.Tensor:
+    """Probabilities over our classes for a batch N x 3 x H x W, averaged with the mirrored pass when flip.
+
+    A teacher with its own labels: its scores are upsampled to the input, made probabilities (softmax unless
+    it gives probabilities) and summed into our classes by `projection` (labels x our classes, 0/1); mass on
+    labels mapped to "ignore" is dropped, so such pixels come out unconfident rather than falsely sure."""
+
+    def probs(inp: torch.Tensor) -> torch.Tensor:
+        out = model(inp)
+        if out.shape[-2:] != inp.shape[-2:]:
+            out = F.interpolate(out, size=tuple(inp.shape[-2:]), mode="bilinear", align_corners=False)
+        p = out if kind == "probabilities" else F.softmax(out, dim=1)
+        return p if projection is None else torch.einsum("nlhw,lc->nchw", p, projection)
+
+    result = probs(x)
     if flip:
-        probs = 0.5 * (probs + F.softmax(model(x.flip(-1)), dim=1).flip(-1))
-    return probs
+        result = 0.5 * (result + probs(x.flip(-1)).flip(-1))
+    return result
+
+
+def _projection(lut: np.ndarray) -> torch.Tensor:
+    """labels x our classes 0/1 matrix from a label -> class LUT (IGNORE_INDEX rows all zero)."""
+    matrix = torch.zeros(len(lut), NUM_CLASSES)
+    for label, target in enumerate(lut):
+        if target != IGNORE_INDEX:
+            matrix[label, int(target)] = 1.0
+    return matrix
 
 
 def confident_mask(probs: torch.Tensor, threshold: float) -> np.ndarray:
@@ -77,6 +109,7 @@ def pseudo_label(
     batch_size: int = 8,
     limit: int | None = None,
     progress: bool = True,
+    spec: str | Path | dict | None = None,
 ) -> PseudoLabelSummary:
     """Label every image in image_dirs with the teacher (or the mean of several); write a prepared set at out (atomically)."""
     if not 0.0 <= threshold < 1.0:
@@ -86,12 +119,18 @@ def pseudo_label(
         raise ValueError("give at least one teacher checkpoint")
     out = Path(out)
     _check_replaceable(out)
-    loaded = [load_model(c) for c in checkpoints]
-    for (_, ckpt), path in zip(loaded, checkpoints):
-        if list(ckpt["classes"]) != list(CLASSES):
-            raise ValueError(f"{path}: teacher classes {ckpt['classes']} are not this project's {list(CLASSES)}")
-    teachers = [(model, dict(ckpt["input"])) for model, ckpt in loaded]
+    sources = [load_source(c, spec=spec) for c in checkpoints]
+    for source in sources:
+        if not source.spec.has_mapping:
+            raise ValueError(f"{source.path}: teacher labels {source.classes[:6]}... map onto none of our classes; "
+                             "give the mapping in --spec")
+    teachers = [(s.net, dict(s.contract), s.spec.output_kind, None if s.spec.is_ours else _projection(s.spec.lut()))
+                for s in sources]
+    loaded = [(s.net, s.ckpt) for s in sources]
     size = int(size or teachers[0][1]["size"])
+    if any(s.format != "checkpoint" and s.spec.size != size for s in sources):
+        raise ValueError(f"--size {size}: a teacher with a fixed input size runs at its own size; "
+                         "give every teacher's size or leave --size out")
     files: list[Path] = []
     for folder in map(Path, image_dirs):
         if not folder.is_dir():
@@ -127,8 +166,9 @@ def pseudo_label(
             if not batch:
                 continue
             probs = sum(
-                teacher_probabilities(model, torch.stack([to_input_tensor(rgb, contract) for rgb in batch]), flip)
-                for model, contract in teachers
+                teacher_probabilities(model, torch.stack([to_input_tensor(rgb, contract) for rgb in batch]), flip,
+                                      kind, projection)
+                for model, contract, kind, projection in teachers
             ) / len(teachers)
             full = probs.argmax(dim=1).numpy()
             masks = confident_mask(probs, threshold)
@@ -163,4 +203,4 @@ def pseudo_label(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     by_class = {c: float(kept[i] / predicted[i]) for i, c in enumerate(CLASSES) if predicted[i]}
-    return PseudoLabelSummary(out, len(items), skipped, float(kept.sum() / predicted.sum()), by_class)
+    return PseudoLabelSummary(out, len(items), skipped, float(kept.sum() / predicted.sum()), by_class, threshold, size)

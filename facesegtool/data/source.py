@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ class Source(ABC):
             path = self.root / file_name
             if not path.is_file():
                 continue
-            for line in path.read_text().splitlines():
+            for line in read_text_list(path).splitlines():
                 name = Path(line.strip()).stem
                 if not name:
                     continue
@@ -103,13 +104,26 @@ class Source(ABC):
             return "val" if present[0] == "train" else "train"
         return None
 
+    def checked(self, samples: list[Sample], listed: dict[str, str]) -> list[Sample]:
+        """samples, plus one bad sample per name that train.txt / val.txt list but no file has,
+        so that `prepare` stops on it (or lists it with --skip-bad) instead of dropping it silently."""
+        present = {s.name for s in samples}
+        extra = []
+        for name, split in sorted(listed.items()):
+            if name not in present:
+                split_file = self.root / SPLIT_FILES[split]
+                extra.append(Sample(name, split_file, (), split, problem=(
+                    split_file, f"lists {name!r}, but no image of that name is in {self.root}; "
+                    "add the file or remove the line")))
+        return sorted(samples + extra, key=lambda s: s.name)
+
     def subjects(self) -> dict[str, str]:
         """name -> subject from an optional subjects.txt ("<name> <subject>" per line)."""
         path = self.root / SUBJECTS_FILE
         if not path.is_file():
             return {}
         out = {}
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(read_text_list(path).splitlines(), 1):
             fields = line.split()
             if not fields or fields[0].startswith("#"):
                 continue
@@ -128,6 +142,9 @@ _ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside dow
 def read_rgb(path: Path, orientation: str = "apply") -> np.ndarray:
     """Decode an image file to RGB uint8 H x W x 3, failing on unreadable or truncated files.
 
+    The one image reader of the tool (prepare, calibration, predict, verify, pseudo-label): 16-bit
+    images are scaled to 8 bits, not clipped.
+
     orientation: a photo whose EXIF tag says to rotate or flip it is turned upright ("apply", as
     viewers, OpenCV and `predict` show it), or refused ("refuse": for `data prepare`, where a
     mask drawn on the stored pixels and one drawn on the upright picture look alike, and a
@@ -144,13 +161,23 @@ def read_rgb(path: Path, orientation: str = "apply") -> np.ndarray:
                         "mask may match the stored or the turned picture; save it upright with the tag cleared "
                         "(e.g. `mogrify -auto-orient`) and check its mask")
                 im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return _rgb8(im)
     except BadSampleError:
         raise
     except FileNotFoundError:
         raise BadSampleError(path, "file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadSampleError(path, f"unreadable or truncated image ({exc}); replace or remove it") from None
+
+
+def _rgb8(im: Image.Image) -> np.ndarray:
+    """RGB uint8 from any decoded image. 16-bit grey (PNG mode I;16 / I) is scaled to 8 bits:
+    Pillow's own convert("RGB") clips it, so a mid-grey 16-bit face would come out near white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.asarray(im).astype(np.float64)
+        grey = np.clip(grey / 257.0, 0, 255).round().astype(np.uint8)  # 65535 -> 255
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
 
 
 def read_index_mask(path: Path) -> np.ndarray:
@@ -169,6 +196,35 @@ def read_index_mask(path: Path) -> np.ndarray:
         raise BadSampleError(path, "file not found") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadSampleError(path, f"unreadable mask ({exc})") from None
+
+
+def read_text_list(path: Path) -> str:
+    """A name list (train.txt, val.txt, subjects.txt) as text; a file that is not UTF-8 is a DataSourceError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, one name per line") from None
+
+
+def duplicate_names(paths: Iterable[Path], key: Callable[[Path], str] = lambda p: p.stem) -> dict[str, list[Path]]:
+    """name -> the files sharing it, for names that more than one file has (NAME.jpg beside NAME.png)."""
+    by_name: dict[str, list[Path]] = {}
+    for path in paths:
+        by_name.setdefault(key(path), []).append(path)
+    return {name: files for name, files in by_name.items() if len(files) > 1}
+
+
+def refuse_duplicates(samples: list[Sample], duplicates: dict[str, list[Path]]) -> list[Sample]:
+    """Mark samples whose name several images share as bad: which image the label belongs to is unknown."""
+    out = []
+    for sample in samples:
+        files = duplicates.get(sample.name)
+        if files and sample.problem is None:
+            shown = ", ".join(p.name for p in files)
+            sample = replace(sample, problem=(files[0], f"{len(files)} images are named {sample.name!r} ({shown}), "
+                                              "so which one its label belongs to is unknown; rename or remove all but one"))
+        out.append(sample)
+    return out
 
 
 def stable_fraction(key: str) -> float:

@@ -21,14 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_writable_dir
-from ..checkpoint import DEFAULT_EXPORT_DIR, CheckpointError, default_checkpoint, load_model
-from ..labels import CLASSES, PALETTE
+from ..atomic import OutputError, check_writable_dir, low_space_note
+import warnings
+
+import torch
+
+from ..checkpoint import DEFAULT_EXPORT_DIR, CheckpointError
+from ..labels import CLASSES
+from ..model_source import ContractNet, LoadedModel, ModelSourceError, load_source
+from ..model_spec import ModelSpecError
 from . import tflite as tflite_convert
 from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images
-from .onnx import OPSET, BakedNormalization, ExportError, export_onnx
+from .onnx import OPSET, BakedNormalization, ExportError, adapt_onnx, export_onnx
 from .op_analysis import LAYOUT_OPS, gpu_warning
-from .sidecar import VARIANTS, make_sidecar, sidecar_path, write_sidecar
+from .sidecar import VARIANTS, SidecarError, make_sidecar, read_sidecar, sidecar_path, write_sidecar
 from .tflite import IO_DTYPES, ConversionError
 
 __all__ = [
@@ -39,6 +45,8 @@ __all__ = [
     "ConversionError",
     "CalibrationError",
     "CheckpointError",
+    "ModelSourceError",
+    "ModelSpecError",
     "VARIANTS",
     "parse_quant",
 ]
@@ -80,6 +88,8 @@ class ExportReport:
     calibration: dict | None = None  # {"folder", "images"} when int8 was calibrated
     options: dict = field(default_factory=dict)
     total_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the model's contract assumed (model_spec)
+    model_args: list[str] = field(default_factory=list)  # --model ... naming it on the next commands
 
     def table(self) -> str:
         rows = [("ONNX", self.onnx.name, f"{self.onnx.stat().st_size / 1e6:.2f}", self.onnx_seconds)]
@@ -99,6 +109,7 @@ class ExportReport:
         if self.calibration:
             c = self.calibration
             lines.append(f"int8 calibrated on {c['images']} face crops from {c['folder']}")
+        lines += [f"assumed: {n}" for n in self.notes]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -109,7 +120,7 @@ class ExportReport:
 
     def next_commands(self) -> list[str]:
         """The commands to run next, shell-quoted: paths with spaces paste as they are."""
-        ckpt = [] if self.options.get("default_checkpoint") else ["--checkpoint", str(self.checkpoint)]
+        ckpt = [] if self.options.get("default_checkpoint") else (self.model_args or ["--model", str(self.checkpoint)])
         return [
             shlex.join(["facesegtool", "verify", *ckpt, "--export-dir", str(self.out_dir)]),
             shlex.join(["facesegtool", "bench", "--device", "host", *ckpt, "--export-dir", str(self.out_dir)]),
@@ -132,6 +143,7 @@ class ExportReport:
             "warnings": self.warnings,
             "options": self.options,
             "total_seconds": self.total_seconds,
+            "assumed": self.notes,
         }
 
 
@@ -198,25 +210,36 @@ def export(
     float_layers: list[str] | None = None,
     opset: int = OPSET,
     progress: bool = True,
+    spec: str | Path | dict | None = None,
+    weights: str | Path | None = None,
+    resize_output: bool = False,
+    replace: bool = False,
 ) -> ExportReport:
-    """Export a checkpoint (default: the shipped model) to ONNX and the requested TFLite variants.
+    """Export a model (default: the shipped one) to ONNX and the requested TFLite variants.
 
+    checkpoint: any model model_source.load_source reads (a facesegtool checkpoint, a torch.export
+        .pt2, TorchScript, "code.py:function" with weights, an ONNX file); spec: its contract
+        (model_spec); weights: the state_dict for the "code.py:function" form.
     quant: "fp32" | "fp16" | "dynamic" | "int8" | "all" | a list of them.
     out_dir: default exports/default for the shipped model, else exports/<model name>.
     calibration_dir: face crops for int8 (default: the repo's calibration/), up to num_calib used.
-    size: input size (default: the checkpoint's training size). The nets are fully convolutional.
+    size: input size (default: the model's). Registry nets are fully convolutional (multiples of 32).
     per_channel: int8 weights per output channel (default) or per tensor.
     io_dtype: int8 model's input/output type: "int8", "uint8" or "float32" (float I/O around an
         integer body). Float variants always have float32 I/O.
     bake_normalization: the model takes raw RGB 0..255 (bytes for int8/uint8 I/O) and normalises
-        inside, per the checkpoint's input contract.
+        inside, per the model's input contract.
     int16_activations: int8 variant with 16-bit activations (int16x8): ~256x finer activation steps,
         slower, not on every delegate; its I/O is int16 (or float32). Ops without a 16x8 kernel
         (e.g. HARD_SWISH) run in float.
     float_layers: int8 variant keeps these layers in float: TFLite tensor names as an int8 export
         shows them (e.g. "model_18/tf.nn.convolution_3/convolution", as `facesegtool verify` names
         them). int8 or float32 I/O only.
-    Raises CheckpointError, CalibrationError, ExportError / ConversionError with a clear message.
+    resize_output: bake a bilinear upsample of a lower-resolution output (1/4, 1/8) to the input size
+        into the graph, for full-size masks on the phone.
+    replace: remove another model's exports found in out_dir instead of refusing to mix them.
+    Raises CheckpointError, ModelSourceError, ModelSpecError, CalibrationError, ExportError /
+    ConversionError with a clear message.
     """
     started = time.time()
     variants = parse_quant(quant)
@@ -226,20 +249,24 @@ def export(
     if float_layers and (int16_activations or io_dtype == "uint8"):
         raise ValueError("float_layers works with int8 activations and int8 or float32 I/O only")
     is_default = checkpoint is None
-    checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if out_dir is not None:
         check_writable_dir(out_dir, "--out")
-    model, ckpt = load_model(checkpoint)
-    name = ckpt["model"]["name"]
-    contract = dict(ckpt["input"])
-    if size is not None:
-        if size < 32 or size % 32:
-            raise ValueError(f"size must be a multiple of 32 (the nets downsample 32x), not {size}")
-        contract["size"] = int(size)
+    source = load_source(checkpoint, spec=spec, weights=weights, size=size)
+    if source.is_registry and size is not None and (size < 32 or size % 32):
+        raise ValueError(f"size must be a multiple of 32 (the nets downsample 32x), not {size}")
+    if bake_normalization and source.format == "onnx":
+        raise ExportError(f"{source.path}: --bake-normalization is for torch models; an ONNX file is converted as it is")
+    name = source.name
+    contract = dict(source.contract)
     size = int(contract["size"])
-    classes = list(ckpt.get("classes", CLASSES))
+    classes = source.classes
     out_dir = Path(out_dir) if out_dir is not None else (DEFAULT_EXPORT_DIR if is_default else Path("exports") / name)
     check_writable_dir(out_dir, "--out")
+    others = foreign_exports(out_dir, source.sha256)
+    if others and not replace:
+        listing = ", ".join(p.name for p in others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        raise ExportError(f"{out_dir} holds exports of another model ({listing}); export into another --out, "
+                          "or pass --replace to remove them")
 
     # Calibration faces: required for int8; otherwise used, when present, for onnx2tf's sample checks.
     calib_folder = Path(calibration_dir) if calibration_dir is not None else CALIBRATION_DIR
@@ -253,14 +280,14 @@ def export(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_work_dirs(out_dir)
-    stem = f"{name}_{size}" + ("_rawrgb" if bake_normalization else "")
+    stem = f"{name}_{size}" + ("_rawrgb" if bake_normalization else "") + ("_full" if resize_output else "")
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=WORK_PREFIX, suffix=".tmp"))
     (work / WORK_OWNER).write_text(str(os.getpid()))
     try:
         t = time.time()
-        net = BakedNormalization(model, contract) if bake_normalization else model
-        onnx_tmp = export_onnx(net, work / f"{stem}.onnx", size, opset=opset)
+        onnx_tmp = source_to_onnx(source, work / f"{stem}.onnx", size, bake_normalization, resize_output, opset)
         onnx_seconds = time.time() - t
+        palette = source.spec.palette()
 
         options = {
             "default_checkpoint": is_default,
@@ -270,6 +297,7 @@ def export(
             "normalization_baked": bake_normalization,
             "int16_activations": int16_activations,
             "float_layers": float_layers,
+            "resize_output": resize_output,
         }
         calibration = None
         if "int8" in variants and calib is not None:
@@ -279,7 +307,10 @@ def export(
             "model": name,
             "input": contract,
             "normalization_baked": bake_normalization,
-            "palette": PALETTE[: len(classes)].tolist(),
+            "palette": palette,
+            "mapping": source.spec.mapping,
+            "target_classes": list(CLASSES),
+            "output_kind": source.spec.output_kind,
         }
         try:
             conversion = tflite_convert.convert(
@@ -298,15 +329,23 @@ def export(
                 progress=progress,
             )
         except ConversionError as exc:
-            log = work / "onnx2tf.log"
+            full = low_space_note(out_dir)
+            if full:  # the converter's advice (ops, --per-tensor) would mislead: its disk filled up
+                raise ExportError(f"cannot write the TFLite model in {out_dir}: the disk filled up during "
+                                  f"conversion{full}") from None
+            log, kept = work / "onnx2tf.log", out_dir / f"{stem}.onnx2tf-failed.log"
             if log.is_file():
-                kept = shutil.copy(log, out_dir / f"{stem}.onnx2tf-failed.log")
+                try:
+                    shutil.copy(log, kept)
+                except OSError:  # leave no empty log behind
+                    kept.unlink(missing_ok=True)
+                    raise exc from None
                 raise ConversionError(f"{exc}\n  full log: {kept}") from exc
             raise
 
         report = ExportReport(
             name,
-            checkpoint,
+            source.path,
             out_dir,
             size,
             out_dir / f"{stem}.onnx",
@@ -333,11 +372,14 @@ def export(
                 variant,
                 contract,
                 classes,
-                PALETTE[: len(classes)].tolist(),
+                palette,
                 bake_normalization,
-                checkpoint,
+                source.path,
                 variant_options | {"onnx": report.onnx.name, "conversion_seconds": conv.seconds,
                                    "folded_transposes": conv.folded_transposes},
+                spec=source.spec,
+                source=source.describe(),
+                output_resized=resize_output,
             )
             tmp_json = write_sidecar(sidecar, work / sidecar_path(final).name)
             result = VariantResult(variant, final, sidecar_path(final), tmp_tflite.stat().st_size, conv.seconds,
@@ -349,7 +391,66 @@ def export(
             tmp_tflite.replace(result.tflite)
             report.variants[result.variant] = result
         onnx_tmp.replace(report.onnx)
+        for stale in others:  # --replace: the other model's files go only once this one's are in
+            stale.unlink(missing_ok=True)
+            if stale.suffix == ".tflite":
+                sidecar_path(stale).unlink(missing_ok=True)
+    except OSError as exc:  # e.g. room for the ONNX but not the TFLite: one line, not a traceback
+        if isinstance(exc, OutputError):
+            raise
+        raise ExportError(f"cannot write the export in {out_dir}: {exc.strerror or exc}{low_space_note(out_dir)}; "
+                          "nothing was left there") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.total_seconds = time.time() - started
+    report.notes = list(source.notes)
+    report.model_args = source.cli_args()
     return report
+
+
+def source_to_onnx(source: LoadedModel, path: Path, size: int, bake_normalization: bool = False,
+                   resize_output: bool = False, opset: int = OPSET) -> Path:
+    """The ONNX graph that is converted: one NCHW output (the selected one), optionally resized to the input."""
+    spec = source.spec
+    resize_to = size if resize_output else None
+    if source.format == "onnx":
+        return adapt_onnx(source.onnx_path, path, size, spec.select, spec.output_layout, resize_to, opset)
+    if source.is_registry:
+        net = source.net
+        if resize_output:
+            net = ContractNet(net, None, "NCHW", resize_to)
+    else:
+        inner = source.net.inner
+        net = ContractNet(inner, spec.select, spec.output_layout, resize_to, hide=source.format == "exported-program")
+    if bake_normalization:
+        net = BakedNormalization(net, source.contract)
+    if not source.is_registry:
+        # Traced first: the ONNX exporter cannot call a loaded TorchScript module from inside a plain module,
+        # and dict / tuple outputs of a user's net are resolved here, in Python.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                net = torch.jit.trace(net.eval(), torch.zeros(1, 3, size, size), strict=False, check_trace=False)
+            except Exception as exc:
+                raise ExportError(f"{source.path}: tracing the model for ONNX failed: "
+                                  f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+    return export_onnx(net, path, size, opset=opset)
+
+
+def foreign_exports(out_dir: Path, sha256: str) -> list[Path]:
+    """Files in out_dir exported from another model than the one with this sha256 (by their sidecars)."""
+    found: list[Path] = []
+    if not out_dir.is_dir():
+        return found
+    for tflite in sorted(out_dir.glob("*.tflite")):
+        try:
+            sidecar = read_sidecar(tflite)
+        except SidecarError:
+            continue
+        recorded = (sidecar.get("source") or {}).get("sha256")
+        if recorded and recorded != sha256:
+            found.append(tflite)
+            onnx_file = out_dir / str(sidecar.get("export", {}).get("onnx", ""))
+            if onnx_file.suffix == ".onnx" and onnx_file.is_file() and onnx_file not in found:
+                found.append(onnx_file)
+    return found

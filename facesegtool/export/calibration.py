@@ -49,6 +49,8 @@ def normalize(rgb: np.ndarray, contract: dict) -> np.ndarray:
     """RGB uint8 (... x H x W x 3) -> float32 (x / scale - mean) / std, per the input contract."""
     mean = np.asarray(contract["mean"], dtype=np.float32)
     std = np.asarray(contract["std"], dtype=np.float32)
+    if str(contract.get("channel_order", "RGB")).upper() == "BGR":
+        rgb = rgb[..., ::-1]
     return ((rgb.astype(np.float32) / np.float32(contract["scale"]) - mean) / std).astype(np.float32)
 
 
@@ -94,7 +96,9 @@ def calibration_array(
     which computes (data - mean) / std before calibrating.
     """
     rgb = load_calibration_images(folder, int(contract["size"]), num)
-    return rgb.astype(np.float32) if baked_normalization else normalize(rgb, contract)
+    if baked_normalization:
+        return (rgb[..., ::-1] if str(contract.get("channel_order", "RGB")).upper() == "BGR" else rgb).astype(np.float32)
+    return normalize(rgb, contract)
 
 
 def save_npy(array: np.ndarray, path: str | Path) -> Path:

@@ -96,3 +96,83 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 def onnx_ops(path: str | Path) -> set[str]:
     """Op types used by the main graph of an ONNX file."""
     return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def adapt_onnx(
+    src: str | Path,
+    path: str | Path,
+    size: int,
+    select: int | str | None = None,
+    layout: str = "NCHW",
+    resize_to: int | None = None,
+    opset: int = OPSET,
+) -> Path:
+    """A user's ONNX file as the converter wants it: input fixed at 1 x 3 x size x size, only the selected
+    output (dead heads pruned), NCHW, optionally resized to the input (bilinear, half-pixel centres, as
+    F.interpolate(align_corners=False) and the app do). Written atomically to `path`."""
+    from onnx import helper, shape_inference
+
+    path = Path(path)
+    proto = onnx.load(str(src))
+    inits = {i.name for i in proto.graph.initializer}
+    graph_input = next(i for i in proto.graph.input if i.name not in inits)
+    for dim, value in zip(graph_input.type.tensor_type.shape.dim, (1, 3, size, size)):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
+    outputs = [o.name for o in proto.graph.output]
+    if isinstance(select, str):
+        if select not in outputs:
+            raise ExportError(f"{src}: output select {select!r} is not one of its outputs {outputs}")
+        keep = select
+    else:
+        index = 0 if select is None else int(select)
+        if not -len(outputs) <= index < len(outputs):
+            raise ExportError(f"{src}: output select {select!r}, but it has {len(outputs)} outputs")
+        keep = outputs[index]
+    del proto.graph.value_info[:]
+    proto = shape_inference.infer_shapes(proto)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-") as tmp:
+        full = Path(tmp) / "full.onnx"
+        pruned = Path(tmp) / "pruned.onnx"
+        onnx.save(proto, str(full))
+        onnx.utils.extract_model(str(full), str(pruned), [graph_input.name], [keep])
+        proto = onnx.load(str(pruned))
+        out = proto.graph.output[0]
+        tail = out.name
+        nodes = []
+        if layout == "NHWC":
+            nodes.append(helper.make_node("Transpose", [tail], [tail + "_nchw"], perm=[0, 3, 1, 2]))
+            tail = tail + "_nchw"
+        if resize_to is not None:
+            channels = _channels(proto, out.name, layout)
+            sizes = helper.make_tensor(tail + "_sizes", onnx.TensorProto.INT64, [4], [1, channels, resize_to, resize_to])
+            proto.graph.initializer.append(sizes)
+            nodes.append(helper.make_node("Resize", [tail, "", "", sizes.name], [tail + "_full"], mode="linear",
+                                          coordinate_transformation_mode="half_pixel"))
+            tail = tail + "_full"
+        if nodes:
+            proto.graph.node.extend(nodes)
+            del proto.graph.output[:]
+            proto.graph.output.append(helper.make_tensor_value_info(tail, onnx.TensorProto.FLOAT, None))
+        del proto.graph.value_info[:]
+        proto = shape_inference.infer_shapes(_simplify(proto))
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"{src}: the adapted ONNX graph is invalid: {exc}") from exc
+        tmp_path = Path(tmp) / path.name
+        onnx.save(proto, str(tmp_path))
+        os.replace(tmp_path, path)
+    return path
+
+
+def _channels(proto: onnx.ModelProto, name: str, layout: str) -> int:
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(proto)
+    for info in [*inferred.graph.output, *inferred.graph.value_info]:
+        if info.name == name:
+            dims = [d.dim_value for d in info.type.tensor_type.shape.dim]
+            if len(dims) == 4 and dims[1 if layout == "NCHW" else 3]:
+                return int(dims[1 if layout == "NCHW" else 3])
+    raise ExportError(f"cannot tell the channel count of output {name!r} (shape inference gave none)")

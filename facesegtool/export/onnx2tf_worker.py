@@ -60,6 +60,9 @@ def main(spec_path: str) -> int:
         # Grouped convs (RegSeg's group width 16) otherwise become a TF op that fails to trace
         # into a SavedModel ("untracked resource"); split convs convert and match torch to 1e-6.
         disable_group_convolution=True,
+        # Exact GELU (nn.GELU, SegFormer's MLPs) exports as Erf, which TFLite has no builtin for (it would
+        # need the Flex delegate, absent on phones): onnx2tf's pseudo-Erf builds it from builtin ops.
+        replace_to_pseudo_operators=["erf"],
         verbosity="info",
     )
     if model is None:

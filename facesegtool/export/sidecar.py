@@ -8,6 +8,10 @@ The sidecar (<same stem>.json) is what verify, bench, predict and the Android ap
                 "dtype": ..., "mean": [...], "std": [...], "scale": 255.0,
                 "normalization_baked": bool, "quantization": {"scale": s, "zero_point": z} | null},
      "output": {"index": 0, "shape": [1,H,W,C], "layout": "NHWC", "dtype": ..., "quantization": ... | null},
+     "output" also says "kind" (logits | probabilities) and "resized_to_input"; its H x W may be a
+     fraction of the input's (1/4, 1/8): consumers upsample the scores bilinearly before the argmax,
+     "mapping": {model label: one of "target_classes" (our 11) or "ignore"}, "spec": the whole contract,
+     "source": {"path", "format", "sha256", "reference"}, "reference": "pytorch" | "onnxruntime",
      "source_checkpoint": "...", "sha256": "<of the tflite>",
      "export": {...how it was made: per-channel, io dtype, calibration...},
      "graph": {"ops": {"CONV_2D": 56, ...}, "layout_ops": {"TRANSPOSE": 0, ...},
@@ -24,10 +28,15 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..model_spec import ModelSpec
+
 from ..atomic import write_bytes_atomic
+from ..labels import CLASSES
 from .op_analysis import analyze_ops
 
 FORMAT = "facesegtool-sidecar"
@@ -96,11 +105,20 @@ def make_sidecar(
     normalization_baked: bool,
     source_checkpoint: str | Path,
     export_options: dict | None = None,
+    spec: "ModelSpec | None" = None,
+    source: dict | None = None,
+    output_resized: bool = False,
 ) -> dict:
+    """The sidecar of one exported .tflite. spec: the model's contract (labels, mapping onto our classes,
+    output kind and selection); source: model_source.LoadedModel.describe() (file, format, sha256, reference)."""
     if variant not in VARIANTS:
         raise SidecarError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
     tflite = Path(tflite)
     inp, out = tensor_details(tflite)
+    if spec is None:
+        from ..model_spec import checkpoint_spec
+
+        spec = checkpoint_spec({"classes": classes, "input": contract})
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -127,7 +145,14 @@ def make_sidecar(
             "layout": "NHWC",
             "dtype": out["dtype"],
             "quantization": out["quantization"],
+            "kind": spec.output_kind,
+            "resized_to_input": bool(output_resized),
         },
+        "mapping": dict(spec.mapping),
+        "target_classes": list(CLASSES),
+        "spec": spec.to_dict(),
+        "source": dict(source or {}),
+        "reference": (source or {}).get("reference", "pytorch"),
         "source_checkpoint": str(source_checkpoint),
         "sha256": sha256_file(tflite),
         "export": dict(export_options or {}),
@@ -145,12 +170,18 @@ def write_sidecar(sidecar: dict, path: str | Path) -> Path:
 def read_sidecar(path: str | Path) -> dict:
     """Read and check a sidecar; accepts the .json or its .tflite."""
     path = Path(path)
+    if path.suffix.lower() not in (".tflite", ".json"):  # e.g. the .onnx beside it: binary, no sidecar
+        raise SidecarError(f"{path}: not a .tflite; give a FILE.tflite written by `facesegtool export` "
+                           "(its sidecar FILE.json beside it)")
     if path.suffix == ".tflite":
         path = sidecar_path(path)
     if not path.is_file():
         raise SidecarError(f"sidecar not found: {path} (written by `facesegtool export` next to each .tflite)")
     try:
-        sidecar = json.loads(path.read_text())
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SidecarError(f"{path}: not a sidecar (binary, not UTF-8 JSON text at byte {exc.start}); "
+                           "export again with `facesegtool export` to rewrite it") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise SidecarError(f"{path}: unreadable sidecar: {exc}") from exc
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:

@@ -187,8 +187,12 @@ def combine_results(sweeps: list[str | Path], out: str | Path, title: str) -> li
     for d in map(Path, sweeps):
         try:
             loaded.append(json.loads((d / "results.json").read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{d}: no readable results.json (run `facesegtool sweep SPEC --out {d}` first): {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
+            raise ValueError(f"{d}: no readable results.json (run `facesegtool sweep SPEC --out {d}` first): {exc}") from None
+    if not any(t.get("status") == "ok" for s in loaded for t in s["trials"]):
+        raise ValueError(f"no trial of {', '.join(map(str, sweeps))} finished ok, so there is nothing to compare; "
+                         "see each sweep's errors in its results.md and rerun them with `facesegtool sweep SPEC "
+                         "--out DIR --retry-failed`")
     names = [t["name"] for s in loaded for t in s["trials"]]
     rows, table = [], ["sweep"]
     for s in loaded:

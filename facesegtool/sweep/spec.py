@@ -106,6 +106,25 @@ def _train_keys() -> set[str]:
     return {f.name for f in fields(TrainConfig)} - TRAIN_RESERVED
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,), "list": (list,),
+          "None": (type(None),)}
+
+
+def _check_types(path: Path, where: str, train: dict) -> None:
+    """Each train option has its TrainConfig type (epochs: abc would fail only once the trial runs)."""
+    declared = {f.name: str(f.type) for f in fields(TrainConfig)}
+    for key, value in train.items():
+        names = [n.strip() for n in declared.get(key, "").split("|")]
+        allowed = tuple(t for n in names for t in _TYPES.get(n, ()))
+        if not allowed:
+            continue
+        if isinstance(value, bool) and bool not in allowed:  # True is an int to Python, not to a spec reader
+            allowed = ()
+        if not isinstance(value, allowed):
+            wanted = " or ".join(n for n in names if n != "None") + (" (or null)" if "None" in names else "")
+            raise _fail(path, f"{where}: {key} must be {wanted}, not {value!r}")
+
+
 def _section(path: Path, raw: dict, key: str) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
@@ -117,9 +136,12 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec; raises SpecError naming the file and the problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a text file (byte {exc.start} is not UTF-8); give a YAML sweep spec "
+                        "such as models/sweeps/weights.yaml") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -171,6 +193,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         for values in itertools.product(*grid.values()) if grid else [()]:
             combos.append((entry, dict(zip(grid, values))))
     trains = [{**base, **{k: v for k, v in e.items() if k in train_keys}, **g} for e, g in combos]
+    for i, train in enumerate(trains, start=1):
+        _check_types(path, f"trial {i}", train)
     varying = [k for k in sorted(train_keys) if len({repr(t.get(k)) for t in trains}) > 1]
     table = list(raw.get("table") or varying or ["model"])
     _check_keys(path, "table", dict.fromkeys(table), train_keys | {"name"})

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
-from ..checkpoint import default_checkpoint, load_model
 from ..data.dataset import FaceParsingDataset
 from ..labels import CLASSES, PALETTE, colorize
 from ..metrics import ConfusionMeter, SegmentationScores
+from ..model_source import load_source
+from ..threads import check_threads
 
 
 @dataclass
@@ -71,14 +73,30 @@ def evaluate(
     threads: int = 1,
     latency_runs: int = 50,
     progress: bool = True,
+    spec: str | Path | dict | None = None,
+    weights: str | Path | None = None,
 ) -> EvalResult:
-    """Score a checkpoint (None: the shipped default) on data_dir's split and write the report files."""
-    checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    model, ckpt = load_model(checkpoint)
+    """Score a model (None: the shipped default; any form model_source reads) on data_dir's split and write
+    the report files. A model with its own labels is scored in our 11 classes through its mapping, its
+    scores upsampled bilinearly to the labels' size before the argmax."""
+    check_threads(threads)  # before the evaluation, not after it (torch crashes on absurd counts)
+    if latency_runs < 1:
+        raise ValueError(f"--latency-runs {latency_runs}: give at least 1 timed run (e.g. 50)")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: give at least 1")
+    shipped = checkpoint is None
+    source = load_source(checkpoint, spec=spec, weights=weights)
+    if not source.spec.has_mapping:
+        raise ValueError(f"{source.path}: its labels ({', '.join(source.classes[:6])}...) map onto none of our "
+                         "classes, so it cannot be scored on our labelled faces: give the mapping in --spec")
+    checkpoint, model, ckpt = source.path, source.net, source.ckpt
+    lut = torch.from_numpy(source.spec.display_lut().astype(np.int64))
     contract = ckpt["input"]
     size = int(contract["size"])
     ds = FaceParsingDataset(data_dir, split, None, size=size, contract=contract)
-    out = Path(out) if out is not None else checkpoint.parent / f"eval-{split}"
+    if out is None:  # beside a user's checkpoint; the shipped one's folder is the package's, not the user's
+        out = Path("eval") / f"default-{split}" if shipped else checkpoint.parent / f"eval-{split}"
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
     meter = ConfusionMeter(len(CLASSES))
@@ -87,7 +105,10 @@ def evaluate(
     index = 0
     with torch.no_grad():
         for x, y in tqdm(loader, desc=f"eval {split}", disable=not progress, leave=False):
-            pred = model(x).argmax(1).numpy()
+            scores = model(x)
+            if scores.shape[-2:] != y.shape[-2:]:  # a 1/4 or 1/8 output: scores upsampled, then the argmax
+                scores = F.interpolate(scores, size=tuple(y.shape[-2:]), mode="bilinear", align_corners=False)
+            pred = lut[scores.argmax(1)].numpy()
             meter.update(y.numpy(), pred)
             for j in range(len(pred)):
                 if len(shown) < overlays:
@@ -106,6 +127,8 @@ def evaluate(
     report = {
         "checkpoint": str(checkpoint),
         "model": ckpt["model"],
+        "source": source.describe(),
+        "assumed": source.notes,
         "data": str(data_dir),
         "split": split,
         "images": len(ds),

@@ -14,12 +14,16 @@ nccl on GPU); only rank 0 writes files.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,15 +37,18 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..atomic import check_writable_dir, write_bytes_atomic
-from ..checkpoint import DEFAULT_INPUT, make_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import DEFAULT_INPUT, CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
 from ..data.augment import build_augmentation
 from ..data.dataset import FaceParsingDataset, load_prepared, seed_worker
+from ..data.prepare import check_size
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..models import create_model
 from ..models.pretrained import PretrainedWeightsError, load_imagenet_into, supports_imagenet
+from ..threads import check_threads
 from .losses import build_loss, class_weights
 from .optim import build_optimizer
+from .run_lock import RunLockedError, run_lock
 
 SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
 # Settings of the environment, not of the recipe: on resume these come from the new call,
@@ -217,7 +224,9 @@ def _loader(ds, config: TrainConfig, d: _Dist, train: bool) -> tuple[DataLoader,
         shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=workers,
-        persistent_workers=workers > 0,
+        # fresh workers every epoch, seeded from the main torch RNG that last.pt saves: a resumed run
+        # augments exactly as the uninterrupted one (persistent workers carry RNG state no file holds)
+        persistent_workers=False,
         worker_init_fn=seed_worker if workers > 0 else None,
         pin_memory=d.device.type == "cuda",
         drop_last=train,  # BatchNorm dislikes a last batch of one
@@ -345,16 +354,71 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train per config; see the module docstring. Returns where the checkpoints are and the history."""
-    out = Path(config.out)
+def _check_options(config: TrainConfig) -> None:
+    """Options that would crash or mislead later, refused before any data is read or folder written."""
     if config.epochs is not None and config.epochs < 1:
         raise TrainingError(f"--epochs must be at least 1, not {config.epochs}")
-    try:  # a misspelt loss fails here, before any data is read or folder written
+    try:  # a misspelt loss fails here
         build_loss(config.loss, None, **config.loss_kwargs)
     except (ValueError, TypeError) as exc:
         raise TrainingError(f"--loss {config.loss}: {exc}") from None
+    try:
+        if config.threads is not None:
+            check_threads(config.threads)  # torch segfaults on 100000 and raises on -1
+        if config.size is not None:
+            check_size(config.size)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    if config.batch_size < 1:
+        raise TrainingError(f"--batch-size must be at least 1, not {config.batch_size}")
+    if config.workers < 0:
+        raise TrainingError(f"--workers must be 0 or more, not {config.workers}")
+
+
+def _data_fingerprint(manifest: dict) -> str:
+    """Which faces, in which split, at which size: what a resumed run must train on again."""
+    items = sorted((it["name"], it.get("split")) for it in manifest["items"])
+    return hashlib.sha1(json.dumps([manifest["size"], items]).encode()).hexdigest()[:16]
+
+
+def _check_room(out: Path, model: nn.Module, optimizer_name: str) -> None:
+    """Refuse a run folder without room for its checkpoints now, not with a traceback after epoch 1."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    states = 1 if optimizer_name == "sgd" else 2  # momentum, or Adam's two moments
+    # last.pt (weights + optimizer state), best.pt, and the temp copy of last.pt while it is replaced
+    needed = weights * (2 * (1 + states) + 1) + (4 << 20)
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise TrainingError(f"--out {out}: only {free / 1e6:.1f} MB free on its disk, and this run needs about "
+                            f"{needed / 1e6:.0f} MB for last.pt and best.pt; free some space or choose another --out")
+
+
+def _save(ckpt: dict, path: Path, epoch: int) -> None:
+    """save_checkpoint, with a full disk (torch raises RuntimeError) as a TrainingError naming the file."""
+    try:
+        save_checkpoint(ckpt, path)
+    except (RuntimeError, OSError) as exc:
+        free = shutil.disk_usage(path.parent).free / 1e6
+        kept = f"; {path.parent / 'last.pt'} still holds the epoch before" if (path.parent / "last.pt").exists() else ""
+        raise TrainingError(f"cannot write {path} after epoch {epoch} ({free:.1f} MB free on its disk: "
+                            f"{' '.join(str(exc).split())[:120]}){kept}; free some space and rerun with --resume") from None
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train per config; see the module docstring. Returns where the checkpoints are and the history."""
+    out = Path(config.out)
+    _check_options(config)
     check_writable_dir(out, "--out")  # before the data is read, not at the end of epoch 1
+    # one run per folder (rank 0 holds it under torchrun): two runs would overwrite each other's best.pt
+    lock = run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    try:
+        with lock:
+            return _train(config, out)
+    except RunLockedError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def _train(config: TrainConfig, out: Path) -> TrainResult:
     config, resume_ckpt = _resolve_config(config, out)
     d = _setup_distributed(config.device)
     if config.threads:
@@ -364,7 +428,16 @@ def train(config: TrainConfig) -> TrainResult:
     random.seed(config.seed + d.rank)
 
     manifest = load_prepared(config.data)
+    fingerprint = _data_fingerprint(manifest)
+    if resume_ckpt is not None and resume_ckpt.get("data_fingerprint", fingerprint) != fingerprint:
+        trained_on = resume_ckpt.get("train_config", {}).get("data")
+        raise TrainingError(f"--data {config.data} is not the set this run was trained on ({trained_on}: other faces "
+                            f"or another size); resume with --data {trained_on}, or start a new run in another --out")
     size = int(config.size or manifest["size"])
+    try:
+        check_size(size, "--size" if config.size else f"{config.data}'s prepared size; --size")
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     weights = class_weights(manifest, config.weights)
     augment = build_augmentation(config.augment, config.seed + d.rank)
     train_ds = FaceParsingDataset(config.data, "train", augment, size)
@@ -383,7 +456,10 @@ def train(config: TrainConfig) -> TrainResult:
     if config.pretrained not in ("imagenet", "none"):
         raise TrainingError(f"--pretrained must be imagenet or none, got {config.pretrained!r}")
     if config.init and resume_ckpt is None:
-        init_ckpt = read_checkpoint(config.init)
+        try:
+            init_ckpt = read_checkpoint(config.init)
+        except CheckpointError as exc:
+            raise TrainingError(f"--init: {exc}") from None
         if init_ckpt["model"]["name"] != config.model:
             raise TrainingError(f"{config.init} holds a {init_ckpt['model']['name']}, not a {config.model}")
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ckpt["state_dict"].items()})
@@ -401,6 +477,8 @@ def train(config: TrainConfig) -> TrainResult:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(config.loss, weights, **config.loss_kwargs).to(d.device)
     optimizer = build_optimizer(config.optimizer, model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if d.main:
+        _check_room(out, model, config.optimizer)
     scheduler = _build_scheduler(config, optimizer, len(train_loader))
 
     start_epoch, history = 0, []
@@ -443,6 +521,8 @@ def train(config: TrainConfig) -> TrainResult:
         t0 = time.time()
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if hasattr(augment, "set_random_seed"):  # workers=0: augment here, from the saved torch RNG, as workers do
+            augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
         train_loss = _train_epoch(net, train_loader, criterion, optimizer, scheduler, config, d, epoch)
         scores, val_loss = _validate(net, val_loader, criterion, config, d, epoch)
         metric = scores.macro_f1_no_bg
@@ -466,7 +546,7 @@ def train(config: TrainConfig) -> TrainResult:
                 history=history,
             )
             if improved:
-                save_checkpoint(make_checkpoint(model, **common), out / "best.pt")
+                _save(make_checkpoint(model, **common), out / "best.pt", epoch)
             state = dict(
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
@@ -474,8 +554,9 @@ def train(config: TrainConfig) -> TrainResult:
                 best_epoch=best_epoch,
                 bad_epochs=bad_epochs,
                 rng=_rng_state(),
+                data_fingerprint=fingerprint,
             )
-            save_checkpoint(make_checkpoint(model, **common, **state), out / "last.pt")
+            _save(make_checkpoint(model, **common, **state), out / "last.pt", epoch)
             write_metrics_csv(history, out / "metrics.csv")
             plot_curves(history, out / "curves.png", title=f"{config.model} / {config.loss} / {config.weights}")
             print(

@@ -11,6 +11,7 @@ import heapq
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,11 @@ from tqdm import tqdm
 from ..checkpoint import default_checkpoint
 from ..data.dataset import to_input_tensor
 from ..export.op_analysis import analyze_ops
+from ..scores import upsample_scores
 from ..metrics import ConfusionMeter, SegmentationScores
+
+if TYPE_CHECKING:
+    from ..model_source import LoadedModel
 from ..tflite_runner import TFLiteModel
 from .faces import Face, FaceSet, VerifyError
 
@@ -91,9 +96,11 @@ def resolve_checkpoint(checkpoint: str | Path | None, models: list[TFLiteModel])
 
 
 def torch_logits(model: torch.nn.Module, rgb: np.ndarray, contract: dict) -> np.ndarray:
-    """H x W x C float32 logits of the PyTorch model for one RGB uint8 image."""
+    """H x W x C float32 scores of the reference model for one RGB uint8 image, at the image's size
+    (a lower-resolution output upsampled as scores.upsample_scores does)."""
     with torch.inference_mode():
-        return model(to_input_tensor(rgb, contract)[None])[0].permute(1, 2, 0).numpy()
+        out = model(to_input_tensor(rgb, contract)[None])[0].permute(1, 2, 0).numpy()
+    return upsample_scores(out, rgb.shape[:2])
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -218,10 +225,13 @@ class VerifyResult:
     max_drop: float
     max_class_drop: float | None
     notes: list[str] = field(default_factory=list)
+    source: dict = field(default_factory=dict)  # model_source.LoadedModel.describe(): file, format, reference
+    labels: list[str] = field(default_factory=list)  # the model's own classes (agreement is over these)
+    palette: list[list[int]] = field(default_factory=list)  # RGB per label, for the pictures
 
     @property
     def gate_applied(self) -> bool:
-        return self.faces.has_masks
+        return self.faces.has_masks and self.torch is not None
 
     @property
     def failures(self) -> list[str]:
@@ -241,6 +251,9 @@ class VerifyResult:
             "max_drop_points": _points(self.max_drop),
             "max_class_drop_points": None if self.max_class_drop is None else _points(self.max_class_drop),
             "checkpoint": str(self.checkpoint),
+            "source": self.source,
+            "reference": self.source.get("reference", "pytorch"),
+            "labels": self.labels,
             "data": {
                 "root": str(self.faces.root),
                 "kind": self.faces.kind,
@@ -261,10 +274,11 @@ class VerifyResult:
 class _ModelMeter:
     """Accumulates one TFLite model's scores over the faces, and keeps the faces it gets most wrong."""
 
-    def __init__(self, model: TFLiteModel, n_examples: int):
+    def __init__(self, model: TFLiteModel, n_examples: int, labels: list[str], lut: np.ndarray | None):
         self.model = model
+        self.lut = lut  # model class -> our class, for scoring against our labelled faces (None: identity)
         self.truth = ConfusionMeter()
-        self.agreement = ConfusionMeter()
+        self.agreement = ConfusionMeter(len(labels), class_names=labels)
         self.logit_max = 0.0
         self.logit_sum = 0.0
         self.logit_count = 0
@@ -275,7 +289,7 @@ class _ModelMeter:
 
     def update(self, face: Face, reference: np.ndarray, reference_mask: np.ndarray) -> None:
         start = time.perf_counter()
-        logits = self.model.logits(face.image)
+        logits = upsample_scores(self.model.logits(face.image), face.image.shape[:2])
         self.seconds += time.perf_counter() - start
         mask = logits.argmax(-1).astype(np.uint8)
         diff = np.abs(logits - reference)
@@ -284,7 +298,7 @@ class _ModelMeter:
         self.logit_count += diff.size
         self.agreement.update(reference_mask, mask)
         if face.mask is not None:
-            self.truth.update(face.mask, mask)
+            self.truth.update(face.mask, _to_ours(mask, self.lut))
         if not self.n_examples:
             return
         # Keep the faces where the two masks differ most: that is where a reader should look.
@@ -315,9 +329,15 @@ class _ModelMeter:
         )
 
 
+def _to_ours(mask: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    """A model-class mask in our 11 classes; labels mapped to "ignore" count as background against the truth."""
+    if lut is None:
+        return mask
+    return np.where(lut == 255, 0, lut).astype(np.uint8)[mask]
+
+
 def compare(
-    net: torch.nn.Module,
-    ckpt: dict,
+    source: "LoadedModel",
     models: list[TFLiteModel],
     faces: FaceSet,
     max_drop: float = 0.01,
@@ -325,15 +345,19 @@ def compare(
     n_examples: int = N_EXAMPLES,
     progress: bool = True,
 ) -> tuple[SegmentationScores | None, list[ModelResult]]:
-    """Run PyTorch once per face and every TFLite model on the same face; score all of them."""
+    """Run the reference (PyTorch, or ONNX Runtime for an ONNX source) once per face and every TFLite model
+    on the same face; score all of them: against each other over the model's own classes, and against the
+    truth in our 11 classes (through the model's mapping)."""
+    lut = None if source.spec.is_ours else source.spec.lut()
     torch_meter = ConfusionMeter()
-    meters = [_ModelMeter(m, n_examples) for m in models]
+    meters = [_ModelMeter(m, n_examples, source.classes, lut) for m in models]
     for face in tqdm(faces, total=len(faces), desc="verify", unit="face", disable=not progress, leave=False):
-        reference = torch_logits(net, face.image, ckpt["input"])
+        reference = torch_logits(source.net, face.image, source.contract)
         reference_mask = reference.argmax(-1).astype(np.uint8)
         if face.mask is not None:
-            torch_meter.update(face.mask, reference_mask)
+            torch_meter.update(face.mask, _to_ours(reference_mask, lut))
         for meter in meters:
             meter.update(face, reference, reference_mask)
-    torch_scores = torch_meter.scores() if faces.has_masks else None
+    has_truth = faces.has_masks and (lut is None or source.spec.has_mapping)
+    torch_scores = torch_meter.scores() if has_truth else None
     return torch_scores, [m.result(torch_scores, max_drop, max_class_drop) for m in meters]

@@ -274,6 +274,9 @@ def measure_remedies(
         return [{"name": "all", "error": "facesegtool.export is not available"}]
     accepted = set(inspect.signature(export).parameters)
     base = export_kwargs(model.sidecar)
+    from ..model_source import load_source
+
+    source = load_source(checkpoint)
     measured = []
     for remedy in model_result.diagnosis.get("remedies", []):
         unsupported = [k for k in remedy["kwargs"] if k not in accepted]
@@ -293,7 +296,7 @@ def measure_remedies(
                 measured.append({"name": remedy["name"], "kwargs": remedy["kwargs"], "error": f"export failed: {exc}"})
                 continue
             seconds = time.perf_counter() - start
-            _, (res,) = compare(net, ckpt, [candidate], faces, model_result.max_drop, model_result.max_class_drop,
+            _, (res,) = compare(source, [candidate], faces, model_result.max_drop, model_result.max_class_drop,
                                 n_examples=0, progress=progress)
             measured.append({
                 "name": remedy["name"],

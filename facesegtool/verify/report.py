@@ -38,6 +38,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+def reference_name(result: VerifyResult) -> str:
+    """What the TFLite models were compared with: PyTorch, or ONNX Runtime for an ONNX source."""
+    return "ONNX Runtime" if result.source.get("reference") == "onnxruntime" else "PyTorch"
+
+
+def _class_names(result: VerifyResult) -> list[str]:
+    """Rows of the per-class tables: our classes against the truth, else the model's own labels."""
+    return list(CLASSES) if result.gate_applied or not result.labels else list(result.labels)
+
+
 def _labels(result: VerifyResult) -> list[str]:
     """Column label per model: its variant, or the file name when variants repeat."""
     variants = [m.variant for m in result.models]
@@ -62,7 +72,7 @@ def models_table(result: VerifyResult) -> str:
             f"{1000 * m.seconds / max(len(result.faces), 1):.1f}",
             ("FAIL" if m.failures else "pass") if gt else "no truth",
         ])
-    header = ["model", "variant", "PyTorch mIoU", "TFLite mIoU", "drop (pt)", "drop no-bg (pt)",
+    header = ["model", "variant", f"{reference_name(result)} mIoU", "TFLite mIoU", "drop (pt)", "drop no-bg (pt)",
               "pixel agreement", "agreement mIoU", "max abs dlogit", "mean abs dlogit", "ms/face", "gate"]
     return _table(header, rows)
 
@@ -71,7 +81,7 @@ def class_table(result: VerifyResult) -> str:
     """Per-class IoU drop in points (a * marks classes over the gate); without truth, per-class disagreement."""
     labels = _labels(result)
     rows = []
-    for i, name in enumerate(CLASSES):
+    for i, name in enumerate(_class_names(result)):
         row = [name]
         for m in result.models:
             if m.tflite is None:
@@ -85,9 +95,10 @@ def class_table(result: VerifyResult) -> str:
 
 def class_table_title(result: VerifyResult) -> str:
     if not result.gate_applied:
-        return "Per-class disagreement (100 x (1 - IoU of the TFLite mask against the PyTorch mask)):"
+        return (f"Per-class disagreement (100 x (1 - IoU of the TFLite mask against the {reference_name(result)} "
+                "mask)):")
     limit = result.max_class_drop if result.max_class_drop is not None else result.max_drop
-    return f"Per-class IoU drop, PyTorch minus TFLite, in points (* = over {100 * limit:.2f}):"
+    return f"Per-class IoU drop, {reference_name(result)} minus TFLite, in points (* = over {100 * limit:.2f}):"
 
 
 def diagnosis_text(m: ModelResult) -> str:
@@ -160,7 +171,7 @@ def summary_text(result: VerifyResult) -> str:
         + f", {f.size} px, against {result.checkpoint}",
     ]
     if result.torch is not None:
-        parts.append(f"PyTorch: macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f})")
+        parts.append(f"{reference_name(result)}: macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f})")
     parts += ["", models_table(result), "", class_table_title(result), class_table(result)]
     parts += ["", "Graph (ops in each .tflite; the four middle columns only move data):", graph_table(result)]
     for m in result.models:
@@ -209,16 +220,20 @@ def difference_picture(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
     return grey
 
 
-def faces_figure(m: ModelResult, path: Path) -> None:
+def faces_figure(m: ModelResult, path: Path, reference: str = "PyTorch", labels: list[str] | None = None,
+                 palette: np.ndarray | None = None) -> None:
+    """The faces where the masks differ most; masks in the model's own labels, drawn in its palette."""
     plt = _pyplot()
     examples = m.examples
+    labels = list(labels or CLASSES)
+    palette = np.asarray(palette if palette is not None else PALETTE[: len(labels)], np.uint8)
     with_truth = any(e.truth is not None for e in examples)
-    titles = ["image"] + (["ground truth"] if with_truth else []) + ["PyTorch", f"TFLite {m.variant}", "difference"]
+    titles = ["image"] + (["ground truth"] if with_truth else []) + [reference, f"TFLite {m.variant}", "difference"]
     fig, axes = plt.subplots(len(examples), len(titles), figsize=(2.2 * len(titles), 2.5 * len(examples) + 0.6),
                              squeeze=False)
     for row, e in zip(axes, examples):
         pictures = [e.image] + ([colorize(e.truth) if e.truth is not None else np.zeros_like(e.image)] if with_truth else [])
-        pictures += [colorize(e.torch_mask), colorize(e.tflite_mask), difference_picture(e.image, e.torch_mask, e.tflite_mask)]
+        pictures += [palette[e.torch_mask], palette[e.tflite_mask], difference_picture(e.image, e.torch_mask, e.tflite_mask)]
         for ax, pic in zip(row, pictures):
             ax.imshow(pic)
             ax.set_xticks([])
@@ -227,9 +242,9 @@ def faces_figure(m: ModelResult, path: Path) -> None:
         row[-1].set_xlabel(f"{100 * e.disagreement:.2f} % differ", fontsize=8)
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=9)
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=PALETTE[i] / 255, edgecolor="grey") for i in range(len(CLASSES))]
-    fig.legend(handles, CLASSES, loc="lower center", ncol=6, fontsize=7, frameon=False)
-    fig.suptitle(f"{m.name}: the {len(examples)} faces where TFLite and PyTorch disagree most", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=palette[i] / 255, edgecolor="grey") for i in range(len(labels))]
+    fig.legend(handles, labels, loc="lower center", ncol=6 if len(labels) <= 12 else 10, fontsize=7, frameon=False)
+    fig.suptitle(f"{m.name}: the {len(examples)} faces where TFLite and {reference} disagree most", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     _save_figure(fig, path)
 
@@ -238,23 +253,24 @@ def drops_figure(result: VerifyResult, path: Path) -> None:
     plt = _pyplot()
     labels = _labels(result)
     n = len(result.models)
-    y = np.arange(len(CLASSES))
+    names = _class_names(result)
+    y = np.arange(len(names))
     height = 0.8 / max(n, 1)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(CLASSES) + 1.5))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
     for k, (m, label) in enumerate(zip(result.models, labels)):
         if m.tflite is not None:
-            values = [m.class_drops.get(c) for c in CLASSES]
+            values = [m.class_drops.get(c) for c in names]
         else:
-            values = [100 * (1 - m.agreement.iou[i]) if m.agreement.present[i] else None for i in range(len(CLASSES))]
+            values = [100 * (1 - m.agreement.iou[i]) if m.agreement.present[i] else None for i in range(len(names))]
         ax.barh(y + (k - (n - 1) / 2) * height, [0 if v is None else v for v in values], height, label=label)
     if result.gate_applied:
         limit = 100 * (result.max_class_drop if result.max_class_drop is not None else result.max_drop)
         ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"gate {limit:.2f} pt")
-        ax.set_xlabel("IoU drop, PyTorch minus TFLite (points)")
+        ax.set_xlabel(f"IoU drop, {reference_name(result)} minus TFLite (points)")
     else:
-        ax.set_xlabel("100 x (1 - IoU of TFLite mask vs PyTorch mask)")
+        ax.set_xlabel(f"100 x (1 - IoU of TFLite mask vs {reference_name(result)} mask)")
     ax.axvline(0, color="black", linewidth=0.6)
-    ax.set_yticks(y, CLASSES)
+    ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.legend(fontsize=8)
     ax.set_title("What export cost, per class", fontsize=10)
@@ -287,7 +303,8 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
     for m in result.models:
         if m.examples:
             name = f"faces_{m.path.stem}.png"
-            faces_figure(m, out / name)
+            faces_figure(m, out / name, reference_name(result), result.labels or None,
+                         np.asarray(result.palette, np.uint8) if result.palette else None)
             pictures.setdefault(m.name, []).append(name)
         if m.diagnosis and m.diagnosis.get("layers"):
             name = f"diagnosis_{m.path.stem}.png"
@@ -306,7 +323,7 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
         "",
     ]
     if result.torch is not None:
-        md += [f"PyTorch macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f}).", ""]
+        md += [f"{reference_name(result)} macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f}).", ""]
     md += [
         "**Gate: " + ("not applied (no ground truth)" if not result.gate_applied else "PASS" if result.passed else "FAILED") + "**",
         "",
@@ -317,7 +334,8 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
         models_table(result),
         "",
         "Drops are in IoU points (1 point = 0.01 IoU); positive means TFLite is worse. Agreement scores the TFLite "
-        "mask against the PyTorch mask; logit differences are on dequantized outputs.",
+        f"mask against the {reference_name(result)} mask (over the model's own {len(result.labels or CLASSES)} classes); "
+        "logit differences are on dequantized outputs.",
         "",
         "## Per class",
         "",

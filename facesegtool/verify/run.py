@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import check_writable_dir
-from ..checkpoint import load_model
+from ..model_source import LoadedModel, load_exported_source
 from ..export.op_analysis import gpu_warning
 from ..tflite_runner import TFLiteModel
-from .compare import VerifyResult, check_contract, compare, find_models, resolve_checkpoint
+from .compare import VerifyResult, check_contract, compare, find_models
 from .conversion import AGREEMENT_FLOOR, diagnose_conversions
 from .faces import VerifyError, open_faces
 from .int8_diagnosis import diagnose_results
@@ -29,6 +29,8 @@ def verify(
     diagnose: bool | None = None,
     try_remedies: bool = False,
     progress: bool = True,
+    spec: str | Path | dict | None = None,
+    weights: str | Path | None = None,
 ) -> VerifyResult:
     """Compare every exported model with its PyTorch checkpoint on real faces; see the module doc.
 
@@ -45,13 +47,22 @@ def verify(
     if report_dir is not None:
         check_writable_dir(report_dir, "--report")  # now, not after all the measuring
     models = [TFLiteModel(p, num_threads=num_threads) for p in find_models(tflite, export_dir)]
-    checkpoint = resolve_checkpoint(checkpoint, models)
-    net, ckpt = load_model(checkpoint)
+    source = load_reference(checkpoint, models, spec, weights, num_threads)
+    checkpoint, net, ckpt = source.path, source.net, source.ckpt
     for model in models:
+        check_source(model, source)
         check_contract(model, ckpt, checkpoint)
     faces = open_faces(data_dir, split, size=int(ckpt["input"]["size"]), limit=limit)
-    torch_scores, results = compare(net, ckpt, models, faces, max_drop, max_class_drop, progress=progress)
-    result = VerifyResult(checkpoint, faces, torch_scores, results, max_drop, max_class_drop)
+    torch_scores, results = compare(source, models, faces, max_drop, max_class_drop, progress=progress)
+    result = VerifyResult(checkpoint, faces, torch_scores, results, max_drop, max_class_drop, source=source.describe(),
+                          labels=source.classes, palette=source.spec.palette())
+    result.notes += [f"assumed: {n}" for n in source.notes]
+    if not source.is_registry:
+        result.notes.append(f"reference: {source.reference} running {source.path.name} ({source.format}); "
+                            f"agreement is over the model's own {len(source.classes)} classes"
+                            + ("; IoU against the truth after mapping its labels onto our 11 classes"
+                               if source.spec.has_mapping else ""))
+        try_remedies = False  # remedies re-export a registry checkpoint with other options
     if faces.note:
         result.notes.append(faces.note)
     if not faces.has_masks:
@@ -73,3 +84,21 @@ def verify(
     if report_dir is not None:
         write_report(result, report_dir)
     return result
+
+
+def load_reference(model: str | Path | None, tflites: list[TFLiteModel], spec: str | Path | dict | None,
+                   weights: str | Path | None, num_threads: int | None) -> LoadedModel:
+    """The model the .tflite files are checked against (see model_source.load_exported_source)."""
+    return load_exported_source(model, [m.sidecar for m in tflites], spec=spec, weights=weights,
+                                num_threads=num_threads)
+
+
+def check_source(model: TFLiteModel, source: LoadedModel) -> None:
+    """A .tflite exported from another model file than the reference is refused: comparing them measures nothing."""
+    recorded = model.sidecar.get("source") or {}
+    if recorded.get("sha256") and recorded["sha256"] != source.sha256:
+        raise VerifyError(
+            f"{model.path.name} was exported from {recorded.get('ref') or recorded.get('path')} "
+            f"(sha256 {recorded['sha256'][:12]}), not from {source.ref or source.path} (sha256 {source.sha256[:12]}): "
+            "verify it with the model it was exported from (--model), or re-export this one"
+        )

@@ -28,6 +28,7 @@ import androidx.camera.core.resolutionselector.ResolutionSelector;
 import androidx.camera.lifecycle.ProcessCameraProvider;
 import androidx.camera.view.PreviewView;
 import androidx.core.content.ContextCompat;
+import androidx.exifinterface.media.ExifInterface;
 
 import com.facesegtool.core.Effects;
 import com.facesegtool.core.HeadMerge;
@@ -46,7 +47,9 @@ import java.util.concurrent.Executors;
  * translucent mask layer or beauty effects over the preview; or the same for a gallery photo.
  * All image work happens in the plain-Java core (android_demo/core), tested against the Python
  * side's golden files; this class only wires Android to it. Inference runs on one background
- * thread, never on the UI thread.
+ * thread, never on the UI thread; every ImageProxy is closed; an exception on a frame or a photo is
+ * shown on screen and the camera keeps running (it never reaches the thread's uncaught handler,
+ * which would kill the app).
  */
 public class MainActivity extends ComponentActivity {
     private static final String TAG = "FaceSegDemo";
@@ -78,6 +81,12 @@ public class MainActivity extends ComponentActivity {
     private long lastFrameNanos;
     private double fps;
     private Bitmap lastPhoto;
+    // Per-frame buffers, reused (worker thread only): the frame's pixels and two output bitmaps
+    // used in turn, so the one on screen is never the one being drawn.
+    private int[] framePixels;
+    private final Bitmap[] shownBitmaps = new Bitmap[2];
+    private int shownTurn;
+    private int failedFrames;
 
     private final ActivityResultLauncher<String> cameraPermission =
             registerForActivityResult(new ActivityResultContracts.RequestPermission(), granted -> {
@@ -164,7 +173,8 @@ public class MainActivity extends ComponentActivity {
             String text = String.format("%s %s %dx%d on %s", sc.model, sc.variant, sc.inputWidth, sc.inputHeight,
                     segmenter.acceleratorLabel);
             runOnUiThread(() -> stats.setText(text));
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException | LinkageError e) {
+            // LinkageError: a native library that does not load on this Android version.
             Log.e(TAG, "cannot load the model", e);
             runOnUiThread(() -> stats.setText("cannot load the model: " + e.getMessage()));
         }
@@ -196,20 +206,22 @@ public class MainActivity extends ComponentActivity {
                 cameraProvider.bindToLifecycle(this, camera, previewUseCase, analysis);
             } catch (IllegalArgumentException e) {
                 stats.setText("no " + (frontCamera ? "front" : "back") + " camera");
+            } catch (IllegalStateException e) { // the activity is being destroyed, or too many use cases
+                stats.setText("camera unavailable: " + e.getMessage());
             }
         }, ContextCompat.getMainExecutor(this));
     }
 
-    /** Worker thread: one camera frame. */
+    /** Worker thread: one camera frame. Never throws: a failure is shown and the next frame tried. */
     private void analyse(ImageProxy image) {
         try {
             if (segmenter == null || photoMode) return;
             Bitmap upright = upright(image.toBitmap(), image.getImageInfo().getRotationDegrees(), frontCamera);
             int w = upright.getWidth(), h = upright.getHeight();
-            int[] pixels = new int[w * h];
-            upright.getPixels(pixels, 0, w, 0, 0, w, h);
+            if (framePixels == null || framePixels.length != w * h) framePixels = new int[w * h];
+            upright.getPixels(framePixels, 0, w, 0, 0, w, h);
             int side = ImageOps.centreSquareSide(w, h);
-            int[] square = ImageOps.centreSquare(pixels, w, h);
+            int[] square = ImageOps.centreSquare(framePixels, w, h);
             Bitmap shown = render(square, side, side, true);
             long now = SystemClock.elapsedRealtimeNanos();
             if (lastFrameNanos != 0) {
@@ -217,11 +229,17 @@ public class MainActivity extends ComponentActivity {
                 fps = fps == 0 ? instant : 0.9 * fps + 0.1 * instant; // smoothed for reading
             }
             lastFrameNanos = now;
+            failedFrames = 0;
             runOnUiThread(() -> {
                 if (photoMode) return;
                 overlayView.setImageBitmap(shown);
                 stats.setText(statsText(fps));
             });
+        } catch (RuntimeException | OutOfMemoryError e) {
+            failedFrames++;
+            if (failedFrames == 1) Log.e(TAG, "frame failed", e); // once per run of failures, not every frame
+            String text = "frame failed (" + failedFrames + "): " + e;
+            runOnUiThread(() -> stats.setText(text));
         } finally {
             image.close();
         }
@@ -236,15 +254,25 @@ public class MainActivity extends ComponentActivity {
      */
     private Bitmap render(int[] argb, int w, int h, boolean live) {
         Sidecar sc = segmenter.sidecar;
-        // The camera square is cropped; a photo is squeezed whole (as `facesegtool predict` does without --face-crop).
+        // Square images only: the camera's centre square; a photo is padded to a square first (processPhoto).
         int[] input = ImageOps.resizeBilinear(argb, w, h, sc.inputWidth, sc.inputHeight);
         Segmenter.Result r = segmenter.run(input);
         lastInference = String.format("%s  %.1f ms", segmenter.acceleratorLabel, r.inferenceMs);
-        int background = sc.classIndex("background");
-        byte[] classes = live ? steadyMask(r) : r.mask;
+        int background = Math.max(0, sc.classIndex("background"));
+        float[] scores = live ? steadyScores(r) : r.scores;
+        int mw = r.width, mh = r.height;
+        if (mw != sc.inputWidth || mh != sc.inputHeight) {
+            // A lower-resolution output (1/4, 1/8): class scores upsampled bilinearly to the input size,
+            // then the argmax, as `facesegtool predict` does (nearest-upsampling the mask steps in stairs).
+            scores = ImageOps.upsampleScores(scores, mh, mw, sc.numClasses, sc.inputHeight, sc.inputWidth);
+            mw = sc.inputWidth;
+            mh = sc.inputHeight;
+        }
+        // One argmax, then the model's classes as the app's (a 19-class model's mapping; identity for ours).
+        byte[] classes = sc.toTargetMask(HeadMerge.argmax(scores, mw * mh, sc.numClasses));
         if (live && !effectsMode) {
             int[] layer = Overlay.layer(classes, sc.palette, background, alpha);
-            return Bitmap.createBitmap(layer, r.width, r.height, Bitmap.Config.ARGB_8888);
+            return toBitmap(layer, mw, mh, live);
         }
         int ow = w, oh = h;
         int[] pixels = argb;
@@ -252,7 +280,7 @@ public class MainActivity extends ComponentActivity {
             ow = oh = LIVE_EFFECT_SIDE;
             pixels = ImageOps.resizeBilinear(argb, w, h, ow, oh);
         }
-        byte[] mask = ImageOps.resizeMaskNearest(classes, r.width, r.height, ow, oh);
+        byte[] mask = ImageOps.resizeMaskNearest(classes, mw, mh, ow, oh);
         int[] out;
         if (effectsMode) {
             Effects.Params p = Effects.Params.defaults();
@@ -261,20 +289,33 @@ public class MainActivity extends ComponentActivity {
             if (!browsOn) p.brows = null;
             // The radius is given at the model's resolution; scale it like predict does.
             p.smooth = smoothOn ? Math.max(1, (int) Math.floor(p.smooth * (double) ow / sc.inputWidth + 0.5)) : 0;
-            out = Effects.apply(pixels, ow, oh, mask, sc.classes, p, alpha);
+            out = Effects.apply(pixels, ow, oh, mask, sc.targetClasses, p, alpha);
         } else {
             out = Overlay.blend(pixels, mask, sc.palette, background, alpha);
         }
-        return Bitmap.createBitmap(out, ow, oh, Bitmap.Config.ARGB_8888);
+        return toBitmap(out, ow, oh, live);
+    }
+
+    /** Live frames draw into two bitmaps used in turn (no allocation per frame); a photo gets its own. */
+    private Bitmap toBitmap(int[] argb, int w, int h, boolean live) {
+        if (!live) return Bitmap.createBitmap(argb, w, h, Bitmap.Config.ARGB_8888);
+        shownTurn ^= 1;
+        Bitmap b = shownBitmaps[shownTurn];
+        if (b == null || b.getWidth() != w || b.getHeight() != h) {
+            b = Bitmap.createBitmap(w, h, Bitmap.Config.ARGB_8888);
+            shownBitmaps[shownTurn] = b;
+        }
+        b.setPixels(argb, 0, w, 0, 0, w, h);
+        return b;
     }
 
     /**
      * Worker thread: the live frame's mask from its scores smoothed over time (the same
      * ScoreSmoother as `facesegtool predict` on a video; Steady slider = its strength, 0 = off).
      */
-    private byte[] steadyMask(Segmenter.Result r) {
+    private float[] steadyScores(Segmenter.Result r) {
         double strength = steady;
-        if (strength <= 0) return r.mask;
+        if (strength <= 0) return r.scores;
         if (smoother == null || strength != smootherStrength) {
             smoother = new ScoreSmoother(strength, ScoreSmoother.CUT_SHARE);
             smootherStrength = strength;
@@ -282,7 +323,7 @@ public class MainActivity extends ComponentActivity {
         int classes = segmenter.sidecar.numClasses;
         float[] s = smoother.update(r.scores, r.height, r.width, classes, restartSmoothing);
         restartSmoothing = false;
-        return HeadMerge.argmax(s, r.width * r.height, classes);
+        return s;
     }
 
     private String statsText(double fps) {
@@ -305,8 +346,9 @@ public class MainActivity extends ComponentActivity {
         worker.execute(() -> {
             try {
                 lastPhoto = decode(uri);
-            } catch (IOException e) {
-                runOnUiThread(() -> stats.setText("cannot read the photo: " + e.getMessage()));
+            } catch (IOException | RuntimeException | OutOfMemoryError e) {
+                Log.e(TAG, "cannot read the photo", e);
+                runOnUiThread(() -> stats.setText("cannot read the photo: " + e));
                 return;
             }
             processPhoto();
@@ -317,18 +359,30 @@ public class MainActivity extends ComponentActivity {
         if (photoMode && lastPhoto != null) worker.execute(this::processPhoto);
     }
 
-    /** Worker thread: the still photo through the same path as the camera frames. */
+    /**
+     * Worker thread: the still photo through the same path as the camera frames, padded to a square
+     * (black borders) so the model sees it undistorted; the result is cropped back to the photo.
+     * Never throws: a failure is shown on screen.
+     */
     private void processPhoto() {
         if (segmenter == null || lastPhoto == null) return;
-        int w = lastPhoto.getWidth(), h = lastPhoto.getHeight();
-        int[] pixels = new int[w * h];
-        lastPhoto.getPixels(pixels, 0, w, 0, 0, w, h);
-        Bitmap shown = render(pixels, w, h, false);
-        runOnUiThread(() -> {
-            photoView.setVisibility(View.VISIBLE);
-            photoView.setImageBitmap(shown);
-            stats.setText(lastInference);
-        });
+        try {
+            int w = lastPhoto.getWidth(), h = lastPhoto.getHeight();
+            int side = Math.max(w, h), x0 = (side - w) / 2, y0 = (side - h) / 2;
+            int[] square = new int[side * side];
+            java.util.Arrays.fill(square, 0xFF000000);
+            lastPhoto.getPixels(square, y0 * side + x0, side, 0, 0, w, h);
+            Bitmap padded = render(square, side, side, false);
+            Bitmap shown = Bitmap.createBitmap(padded, x0, y0, w, h);
+            runOnUiThread(() -> {
+                photoView.setVisibility(View.VISIBLE);
+                photoView.setImageBitmap(shown);
+                stats.setText(lastInference);
+            });
+        } catch (RuntimeException | OutOfMemoryError e) {
+            Log.e(TAG, "photo failed", e);
+            runOnUiThread(() -> stats.setText("photo failed: " + e));
+        }
     }
 
     /** Decodes a gallery image, subsampled so its long side is at most about PHOTO_MAX_SIDE. */
@@ -342,11 +396,28 @@ public class MainActivity extends ComponentActivity {
         opts.inSampleSize = 1;
         while (Math.max(bounds.outWidth, bounds.outHeight) / (opts.inSampleSize * 2) >= PHOTO_MAX_SIDE) opts.inSampleSize *= 2;
         opts.inPreferredConfig = Bitmap.Config.ARGB_8888;
+        Bitmap b;
         try (InputStream in = getContentResolver().openInputStream(uri)) {
-            Bitmap b = BitmapFactory.decodeStream(in, null, opts);
-            if (b == null) throw new IOException("not an image");
-            return b;
+            b = BitmapFactory.decodeStream(in, null, opts);
         }
+        if (b == null) throw new IOException("not an image");
+        // BitmapFactory ignores EXIF: turn the pixels as the camera meant them (rotation and mirror).
+        int degrees = 0;
+        boolean flipped = false;
+        try (InputStream in = getContentResolver().openInputStream(uri)) {
+            if (in != null) {
+                ExifInterface exif = new ExifInterface(in);
+                degrees = exif.getRotationDegrees();
+                flipped = exif.isFlipped();
+            }
+        } catch (IOException e) {
+            Log.w(TAG, "no EXIF orientation", e); // e.g. a PNG: use it as stored
+        }
+        if (degrees == 0 && !flipped) return b;
+        Matrix m = new Matrix();
+        m.postRotate(degrees); // rotate, then mirror: TRANSPOSE = 90 + flip, FLIP_VERTICAL = 180 + flip
+        if (flipped) m.postScale(-1, 1);
+        return Bitmap.createBitmap(b, 0, 0, b.getWidth(), b.getHeight(), m, true);
     }
 
     @Override

@@ -26,6 +26,10 @@ import java.util.Arrays;
  * The exported model from the app's assets (model.tflite + its sidecar model.json), on the GPU
  * delegate or the CPU (XNNPACK). Everything about the model's input and output comes from the
  * sidecar, so a new export drops in. Not thread-safe: use it from one background thread.
+ *
+ * <p>A run returns the class scores at the model's output size (which may be 1/4 or 1/8 of the
+ * input) in a buffer reused from frame to frame; the caller smooths / upsamples them and takes the
+ * argmax once.
  */
 final class Segmenter implements AutoCloseable {
     static final String MODEL_ASSET = "model.tflite";
@@ -35,18 +39,16 @@ final class Segmenter implements AutoCloseable {
     enum Accelerator { GPU, CPU }
 
     /**
-     * One inference: the class mask at the model's output size, the class scores behind it (row major
-     * height x width x classes, dequantized; for the temporal smoothing), and how long the
+     * One inference: the class scores at the model's output size (row major height x width x model
+     * classes, dequantized; the same array every run: copy it to keep it) and how long the
      * interpreter took.
      */
     static final class Result {
-        final byte[] mask;
         final float[] scores;
         final int width, height;
         final double inferenceMs;
 
-        Result(byte[] mask, float[] scores, int width, int height, double inferenceMs) {
-            this.mask = mask;
+        Result(float[] scores, int width, int height, double inferenceMs) {
             this.scores = scores;
             this.width = width;
             this.height = height;
@@ -60,9 +62,16 @@ final class Segmenter implements AutoCloseable {
     private final Interpreter interpreter;
     private GpuDelegate gpu;
     private final ByteBuffer input, output;
+    private float[] scores; // reused by every run
+    /**
+     * Set once loading the GPU delegate's native library or classes failed: a second attempt would
+     * throw NoClassDefFoundError (the class failed to initialise), so the GPU is not tried again.
+     */
+    private static volatile String gpuBroken;
 
     Segmenter(Context context, Accelerator wanted, int cpuThreads) throws IOException {
         sidecar = Sidecar.parse(readText(context, SIDECAR_ASSET));
+        ModelIO.checkSupported(sidecar); // an int16-I/O export fails here, with its reason, not on a frame
         MappedByteBuffer model = map(context, MODEL_ASSET);
         Interpreter gpuInterpreter = null;
         if (wanted == Accelerator.GPU) {
@@ -74,7 +83,7 @@ final class Segmenter implements AutoCloseable {
         } else {
             Interpreter.Options options = new Interpreter.Options().setNumThreads(cpuThreads).setUseXNNPACK(true);
             interpreter = new Interpreter(model, options);
-            acceleratorLabel = wanted == Accelerator.GPU ? "CPU (GPU unavailable)" : "CPU x" + cpuThreads;
+            acceleratorLabel = wanted == Accelerator.GPU ? "CPU x" + cpuThreads + " (GPU unavailable)" : "CPU x" + cpuThreads;
         }
         int[] shape = interpreter.getInputTensor(0).shape();
         int[] expected = {1, sidecar.inputHeight, sidecar.inputWidth, 3};
@@ -83,18 +92,28 @@ final class Segmenter implements AutoCloseable {
             throw new IOException("model input " + Arrays.toString(shape) + " does not match its sidecar "
                     + Arrays.toString(expected) + ": install the .tflite and .json of the same export");
         }
+        int[] outShape = interpreter.getOutputTensor(0).shape();
+        int[] outExpected = {1, sidecar.outputHeight, sidecar.outputWidth, sidecar.numClasses};
+        if (sidecar.outputLayout.equals("NHWC") && !Arrays.equals(outShape, outExpected)) {
+            close();
+            throw new IOException("model output " + Arrays.toString(outShape) + " does not match its sidecar "
+                    + Arrays.toString(outExpected) + ": install the .tflite and .json of the same export");
+        }
         input = ModelIO.allocateInput(sidecar);
         output = ModelIO.allocateOutput(sidecar);
     }
 
     private Interpreter tryGpu(MappedByteBuffer model) {
+        if (gpuBroken != null) return null;
         try (CompatibilityList compatibility = new CompatibilityList()) {
             if (!compatibility.isDelegateSupportedOnThisDevice()) return null;
             gpu = new GpuDelegate(compatibility.getBestOptionsForThisDevice());
             return new Interpreter(model, new Interpreter.Options().addDelegate(gpu));
-        } catch (RuntimeException | UnsatisfiedLinkError e) {
+        } catch (RuntimeException | LinkageError e) {
             // Some ops or drivers are refused at delegate time: fall back to the CPU rather than fail.
+            // LinkageError: UnsatisfiedLinkError the first time, NoClassDefFoundError on any retry.
             Log.w(TAG, "GPU delegate unavailable, using the CPU", e);
+            if (e instanceof LinkageError) gpuBroken = e.toString();
             if (gpu != null) {
                 gpu.close();
                 gpu = null;
@@ -111,8 +130,8 @@ final class Segmenter implements AutoCloseable {
         interpreter.run(input, output);
         double ms = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6;
         output.rewind();
-        return new Result(ModelIO.argmax(output, sidecar), ModelIO.scores(output, sidecar), sidecar.outputWidth,
-                sidecar.outputHeight, ms);
+        scores = ModelIO.scores(output, sidecar, scores);
+        return new Result(scores, sidecar.outputWidth, sidecar.outputHeight, ms);
     }
 
     @Override

@@ -2,8 +2,9 @@ package com.facesegtool.core;
 
 /**
  * Geometry on packed ARGB pixels (0xAARRGGBB, row major, as Android's Bitmap.getPixels gives):
- * crops, a bilinear resize for model input, and the nearest-neighbour mask resize that
- * facesegtool.effects.resize_mask_nearest uses (bit-identical).
+ * crops, a bilinear resize for model input, the nearest-neighbour mask resize that
+ * facesegtool.predict.effects.resize_mask_nearest uses, and the bilinear class-score upsampling of
+ * facesegtool.predict.upsample (both bit-identical).
  */
 public final class ImageOps {
     private ImageOps() {}
@@ -94,5 +95,52 @@ public final class ImageOps {
             for (int x = 0; x < outW; x++) out[y * outW + x] = mask[row + cols[x]];
         }
         return out;
+    }
+
+    /**
+     * Class scores (h x w x c floats, channels last, as the model gives them) to outH x outW x c,
+     * bilinear at pixel centres (half-pixel, as F.interpolate(align_corners=False)): columns first,
+     * then rows; weights computed in double, used in float. The same floats, to the bit, as
+     * facesegtool.predict.upsample.upsample_scores, so the argmax after it is the same mask.
+     */
+    public static float[] upsampleScores(float[] scores, int h, int w, int c, int outH, int outW) {
+        int[] x0 = new int[outW], x1 = new int[outW], y0 = new int[outH], y1 = new int[outH];
+        float[] wx0 = new float[outW], wx1 = new float[outW], wy0 = new float[outH], wy1 = new float[outH];
+        scoreAxis(w, outW, x0, x1, wx0, wx1);
+        scoreAxis(h, outH, y0, y1, wy0, wy1);
+        float[] across = new float[h * outW * c];
+        for (int y = 0; y < h; y++) {
+            int row = y * w * c, dst = y * outW * c;
+            for (int x = 0; x < outW; x++) {
+                int a = row + x0[x] * c, b = row + x1[x] * c, o = dst + x * c;
+                for (int k = 0; k < c; k++) across[o + k] = wx0[x] * scores[a + k] + wx1[x] * scores[b + k];
+            }
+        }
+        float[] out = new float[outH * outW * c];
+        int line = outW * c;
+        for (int y = 0; y < outH; y++) {
+            int a = y0[y] * line, b = y1[y] * line, o = y * line;
+            float p = wy0[y], q = wy1[y];
+            for (int i = 0; i < line; i++) out[o + i] = p * across[a + i] + q * across[b + i];
+        }
+        return out;
+    }
+
+    /** Lower/upper source index and their float weights per output index; the edge value whole past the end centres. */
+    private static void scoreAxis(int in, int out, int[] lo, int[] hi, float[] w0, float[] w1) {
+        double s = (double) in / out;
+        for (int i = 0; i < out; i++) {
+            double src = (i + 0.5) * s - 0.5;
+            int l = (int) Math.floor(src);
+            double frac = src - l;
+            if (l < 0 || l >= in - 1) {
+                l = Math.max(0, Math.min(l, in - 1));
+                frac = 0;
+            }
+            lo[i] = l;
+            hi[i] = Math.min(l + 1, in - 1);
+            w0[i] = (float) (1.0 - frac);
+            w1[i] = (float) frac;
+        }
     }
 }

@@ -24,6 +24,21 @@ public final class ModelIO {
         }
     }
 
+    /** Tensor types fillInput writes and argmax / scores read. */
+    public static final java.util.List<String> SUPPORTED_DTYPES = java.util.Arrays.asList("float32", "int8", "uint8");
+
+    /**
+     * Throws IllegalArgumentException, naming the tensor and its type, when the model's input or
+     * output is of a type this class cannot feed or read (an int16-I/O export, float16 I/O): call it
+     * when the model is loaded, so the app says so at once instead of failing on the first frame.
+     */
+    public static void checkSupported(Sidecar sc) {
+        if (!SUPPORTED_DTYPES.contains(sc.inputDtype) || !SUPPORTED_DTYPES.contains(sc.outputDtype)) {
+            throw new IllegalArgumentException("model input " + sc.inputDtype + " / output " + sc.outputDtype
+                    + ": the app feeds and reads only float32, int8 and uint8 tensors; install another export");
+        }
+    }
+
     /** A direct buffer in native order, sized for the model input. */
     public static ByteBuffer allocateInput(Sidecar sc) {
         int n = sc.inputHeight * sc.inputWidth * 3 * dtypeSize(sc.inputDtype);
@@ -142,11 +157,16 @@ public final class ModelIO {
      * whole-head merge, which need scores rather than a class.
      */
     public static float[] scores(ByteBuffer output, Sidecar sc) {
+        return scores(output, sc, null);
+    }
+
+    /** As {@link #scores(ByteBuffer, Sidecar)}, into {@code reuse} when it has the right length (per-frame use). */
+    public static float[] scores(ByteBuffer output, Sidecar sc, float[] reuse) {
         ByteBuffer buf = output.duplicate().order(output.order());
         int h = sc.outputHeight, w = sc.outputWidth, n = sc.numClasses;
         boolean nchw = sc.outputLayout.equals("NCHW");
         String dt = sc.outputDtype;
-        float[] out = new float[h * w * n];
+        float[] out = reuse != null && reuse.length == h * w * n ? reuse : new float[h * w * n];
         float scale = sc.outputQuant == null ? 1f : (float) sc.outputQuant.scale;
         int zp = sc.outputQuant == null ? 0 : sc.outputQuant.zeroPoint;
         for (int i = 0; i < h * w; i++) {

@@ -16,24 +16,12 @@ import org.junit.Test;
 /** Behaviour of the core pieces on their own: JSON, sidecar checks, argmax rules, effect regions. */
 public class CoreTest {
     @Test
-    public void jsonReadsNestedValuesEscapesAndNumbers() {
-        Object o = MiniJson.parse("{\"a\": [1, -2.5e-3, true, null], \"s\": \"x\\\"\\u00e9\\n\", \"o\": {}}");
-        Map<?, ?> m = (Map<?, ?>) o;
-        List<?> a = (List<?>) m.get("a");
-        assertEquals(1.0, (Double) a.get(0), 0.0);
-        assertEquals(-0.0025, (Double) a.get(1), 0.0);
-        assertEquals(Boolean.TRUE, a.get(2));
-        assertNull(a.get(3));
-        assertEquals("x\"\u00e9\n", m.get("s"));
-        assertTrue(((Map<?, ?>) m.get("o")).isEmpty());
-        // Python's repr of a float32 scale reads back as the same double.
-        assertEquals(0.007843137718737125, (Double) MiniJson.parse("0.007843137718737125"), 0.0);
-    }
-
-    @Test
-    public void jsonRejectsMalformedText() {
-        for (String bad : new String[] {"{\"a\": 1,}", "[1 2]", "{'a': 1}", "01", "\"open", "{} x", "tru"}) {
-            assertThrows(bad, IllegalArgumentException.class, () -> MiniJson.parse(bad));
+    public void sidecarReadsExactDoublesAndRejectsMalformedJson() {
+        // Python's repr of a float32 scale reads back as the same double through org.json.
+        Sidecar sc = Sidecar.parse(sidecarJson("{\"scale\":0.007843137718737125,\"zero_point\":-1}", "int8"));
+        assertEquals(0.007843137718737125, sc.inputQuant.scale, 0.0);
+        for (String bad : new String[] {"{\"a\": 1,", "[1 2]", "\"open", "tru", ""}) {
+            assertThrows(bad, IllegalArgumentException.class, () -> Sidecar.parse(bad));
         }
     }
 

@@ -10,7 +10,15 @@ import java.net.URL;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.zip.GZIPInputStream;
+import org.json.JSONArray;
+import org.json.JSONException;
+import org.json.JSONObject;
+import org.json.JSONTokener;
 
 /** Reads the golden files facesegtool/android.py writes: PPM/PGM, gzipped raw tensors, JSON. */
 final class GoldenFiles {
@@ -97,5 +105,34 @@ final class GoldenFiles {
         int n;
         while ((n = in.read(buf)) > 0) out.write(buf, 0, n);
         return out.toByteArray();
+    }
+
+    /** JSON text as plain Java values (Map, List, Number, String, Boolean, null), read with org.json. */
+    static Object json(String text) {
+        try {
+            return plain(new JSONTokener(text).nextValue());
+        } catch (JSONException e) {
+            throw new IllegalArgumentException(e);
+        }
+    }
+
+    private static Object plain(Object o) throws JSONException {
+        if (o instanceof JSONObject) {
+            JSONObject m = (JSONObject) o;
+            Map<String, Object> out = new LinkedHashMap<>();
+            JSONArray keys = m.names();
+            for (int i = 0; keys != null && i < keys.length(); i++) {
+                String k = keys.getString(i);
+                out.put(k, plain(m.get(k)));
+            }
+            return out;
+        }
+        if (o instanceof JSONArray) {
+            JSONArray a = (JSONArray) o;
+            List<Object> out = new ArrayList<>();
+            for (int i = 0; i < a.length(); i++) out.add(plain(a.get(i)));
+            return out;
+        }
+        return o == JSONObject.NULL ? null : o;
     }
 }

@@ -25,7 +25,7 @@ public class GoldenTest {
     @SuppressWarnings("unchecked")
     public static void load() throws Exception {
         g = new GoldenFiles();
-        cases = (Map<String, Object>) MiniJson.parse(g.text("cases.json"));
+        cases = (Map<String, Object>) GoldenFiles.json(g.text("cases.json"));
         input = g.pnm("input.ppm");
     }
 

@@ -24,7 +24,7 @@ public class SteadyGoldenTest {
     @SuppressWarnings("unchecked")
     public static void load() throws Exception {
         g = new GoldenFiles();
-        cases = (Map<String, Object>) MiniJson.parse(g.text("cases.json"));
+        cases = (Map<String, Object>) GoldenFiles.json(g.text("cases.json"));
     }
 
     static float[] floats(String name) throws Exception {

@@ -1,6 +1,6 @@
 """The pictures and figures under models/<name>/predict/, made again with one command:
 
-    python -m facesegtool.showcase --checkpoint models/default/model.pt --out models/default/predict
+    python -m facesegtool.predict.showcase --checkpoint models/default/model.pt --out models/default/predict
 
 * sheet.jpg: the shared photos in the wild, overlay | effects per photo, each labelled with its
   crop seam (share of the hair outline on a crop edge), face crop alone -> whole head;
@@ -20,14 +20,18 @@ import click
 import cv2
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .data.source import read_rgb
+from ..atomic import write_bytes_atomic
+from ..data.source import read_rgb
+from .backends import Segmenter, TorchSegmenter
+from .detect import FaceDetector, load_detector
 from .effects import DEFAULT_EFFECTS, overlay
 from .measures import consecutive_iou, seam_pixels, shaky_clip
-from .predict import FaceDetector, Segmenter, TorchSegmenter, contact_sheet, label_tile, parse_image, predict
+from .parse import parse_image
+from .render import contact_sheet, label_tile
+from .run import predict
 from .video import DEFAULT_STRENGTH, parse_frames
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-in-the-wild"
+PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces-in-the-wild"
 CLIP_PHOTO = "img3.jpg"  # long hair past the face crop
 CLIP_FRAMES = 16
 CLIP_SIDE = 360  # px, the long side of the clip's frames
@@ -84,10 +88,10 @@ def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos
     """sheet.jpg, measures.json and steady.jpg in out_dir for a checkpoint (the shipped default when None)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    segmenter, detector = TorchSegmenter(checkpoint), FaceDetector()
+    segmenter, detector = TorchSegmenter(checkpoint), load_detector()
     with tempfile.TemporaryDirectory() as tmp:
         report = predict([photos], out_dir=tmp, effects=DEFAULT_EFFECTS, face_crop=True, progress=progress,
-                         segmenter=segmenter)
+                         segmenter=segmenter, detector=detector)
         doc = json.loads(report.measures.read_text())
     hair = segmenter.classes.index("hair")
     edge = boundary = 0
@@ -100,7 +104,7 @@ def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos
         if "seam_share" in p.measures:
             label_tile(p.thumbnail, f"seam {100 * crop_only:.1f}% -> {100 * p.measures['seam_share']:.1f}%")
     doc["seam"]["crop_only_seam_share"] = edge / boundary if boundary else 0.0
-    contact_sheet(report.predictions, out / "sheet.jpg")
+    contact_sheet([p.thumbnail for p in report.predictions], out / "sheet.jpg")
     doc["video"] = steady_strip(segmenter, detector, Path(photos) / CLIP_PHOTO, out / "steady.jpg")
     doc["model"] = segmenter.description
     write_bytes_atomic(out / "measures.json", (json.dumps(doc, indent=1) + "\n").encode())

@@ -1,11 +1,11 @@
 """Steady video: a face crop that follows the face, and class scores smoothed over time.
 
-    tracker = FaceTracker(FaceDetector())
+    tracker = FaceTracker(load_detector())
     smoother = ScoreSmoother(strength=0.6)
     for rgb in frames:
         crop, moved = tracker.update(rgb)         # the face crop (x0, y0, side), or None
-        ...logits in the crop's frame...
-        steady = smoother(logits, reset=moved)   # exponential moving average, reset on a cut
+        ...scores in the crop's frame...
+        steady = smoother(scores, reset=moved)   # exponential moving average, reset on a cut
 
 Parsing every frame on its own jumps with the detector's box (a few per cent of the face from
 frame to frame) and flickers along uncertain edges. The tracker moves the crop with the face's
@@ -22,15 +22,25 @@ ScoreSmoother is the same, to the bit, as the Java core's com.facesegtool.core.S
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from .effects import resize_mask_nearest
+from .backends import Segmenter, background_index
+from .beard import derive_beard
+from .detect import FaceDetector
+from .effects import Effects
+from .errors import PredictError
 from .head import detail_weights, head_grid
-from .predict import FaceDetector, Parsed, Segmenter, _crop, background_index, face_crop_box, head_logits, paste_head
+from .measures import mean_iou
+from .parse import Parsed, crop_square, head_scores, parse_image, paste_scores, whole_image_mask
+from .render import render
+from .report import Prediction
 
 DEFAULT_STRENGTH = 0.6  # weight of the past: 0 = off; at 25 fps 0.6 settles in about 0.2 s
 CUT_SHARE = 0.5  # a frame whose argmax differs from the smoothed one on more than this share is a cut
@@ -92,7 +102,7 @@ def _overlap(a: _Box, b: _Box) -> float:
 
 
 class FaceTracker:
-    """The largest face's crop (framed as predict.face_crop_box frames it), followed frame to frame."""
+    """The largest face's crop (framed by the detector's crop_box), followed frame to frame."""
 
     MIN_POINTS = 8  # fewer points followed than this: the face is lost, detect again
     FOLLOW = 0.25  # on a routine recheck, move this share of the way to the detector's crop
@@ -116,7 +126,7 @@ class FaceTracker:
         faces = self.detector(self._rgb)
         if not faces:
             return None
-        x0, y0, side = face_crop_box(faces[0])
+        x0, y0, side = self.detector.crop_box(faces[0])
         return _Box(x0 + side / 2.0, y0 + side / 2.0, float(side))
 
     def _follow(self, grey: np.ndarray) -> bool:
@@ -200,48 +210,146 @@ def parse_frames(
     steady: bool = True,
     strength: float = DEFAULT_STRENGTH,
     whole_head: bool = True,
+    upsample: str = "bilinear",
+    beard: bool = True,
 ) -> Iterator[Frame]:
     """Masks for a video's RGB frames. steady: the face crop is tracked (FaceTracker) and scores are
     smoothed (ScoreSmoother, strength); otherwise every frame is parsed on its own (parse_image).
 
     With a detector one face is followed, the largest; without one, or while no face is found, the
-    whole frame is parsed (and smoothed)."""
-    from .predict import parse_image
-
+    whole frame is parsed (and smoothed). Scores are smoothed on the model's grid, then brought to
+    the frame's pixels as parse.py does (upsample)."""
     tracker = FaceTracker(detector) if detector is not None and steady else None
     smoother = ScoreSmoother(strength if steady else 0.0)
     background = background_index(segmenter)
-    size = segmenter.size[0]
     mode = None
     for rgb in frames:
         if not steady:
-            parsed = parse_image(rgb, segmenter, detector, whole_head)
+            parsed = parse_image(rgb, segmenter, detector, whole_head, upsample, beard)
             yield Frame(rgb, parsed, parsed.mask)
             continue
         h, w = rgb.shape[:2]
         crop, jumped = tracker.update(rgb) if tracker is not None else (None, False)
         if crop is None:
-            logits = segmenter.logits(segmenter.fit(rgb))
+            scores = segmenter.scores(segmenter.fit(rgb))
             box, weight, regions = None, None, []
         elif whole_head:
             grid = head_grid(crop)
-            logits = head_logits(rgb, grid, segmenter)
-            box, weight, regions = grid.wide, detail_weights(size), [crop, grid.wide]
+            scores = head_scores(rgb, grid, segmenter)
+            box, weight, regions = grid.wide, detail_weights(scores.shape[0] // 2), [crop, grid.wide]
         else:
-            logits = segmenter.logits(segmenter.fit(_crop(rgb, *crop)))
-            box, weight, regions = crop, np.zeros(segmenter.size, np.float32), [crop]
+            scores = segmenter.scores(segmenter.fit(crop_square(rgb, *crop)))
+            box, weight, regions = crop, np.zeros(scores.shape[:2], np.float32), [crop]
         now = "frame" if crop is None else "face"
-        smoothed = smoother(logits, reset=jumped or now != mode)
+        smoothed = smoother(scores, reset=jumped or now != mode)
         mode = now
         masks = []
-        for scores in (smoothed, logits):
-            grid_mask = scores.argmax(-1).astype(np.uint8)
+        for s in (smoothed, scores):
             if box is None:
-                masks.append(resize_mask_nearest(grid_mask, h, w))
+                m = whole_image_mask(rgb, s, segmenter, upsample)
             else:
-                full = np.full((h, w), background, np.uint8)
-                paste_head(full, np.full((h, w), -1.0, np.float32), grid_mask, weight, box, background)
-                masks.append(full)
-        scale = (crop[2] if crop else max(h, w)) / size
+                m = np.full((h, w), background, np.uint8)
+                paste_scores(m, np.full((h, w), -1.0, np.float32), s, weight, box, segmenter, upsample, rgb)
+            if beard:
+                region = None if box is None else (box[0], box[1], box[0] + box[2], box[1] + box[2])
+                derive_beard(m, segmenter.classes, region)
+            masks.append(m)
+        scale = (crop[2] if crop else max(h, w)) / segmenter.size[0]
         faces = [] if crop is None else [crop]
         yield Frame(rgb, Parsed(masks[0], faces, scale, regions), masks[1])
+
+
+# --- writing a video's outputs -----------------------------------------------------------------
+
+PARTIAL = ".{stem}_{name}.partial.mp4"  # a video being written (same .mp4 suffix: it picks the container)
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Delete half-written videos a killed run left in out_dir (only predict's own .*_NAME.partial.mp4)."""
+    stale = [p for n in OUTPUT_NAMES for p in out_dir.glob(f".*_{n}.partial.mp4") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+OUTPUT_NAMES = ("mask", "overlay", "effect")
+
+
+def predict_video(
+    path: Path,
+    stem: str,
+    out_dir: Path,
+    segmenter: Segmenter,
+    detector: FaceDetector | None,
+    effects: Effects,
+    alpha: float,
+    progress: bool = True,
+    whole_head: bool = True,
+    temporal: float = 0.6,
+    upsample: str = "bilinear",
+    beard: bool = True,
+) -> Prediction:
+    """The three videos of one input. temporal: smoothing strength (ScoreSmoother; with a detector
+    the face crop is also tracked); 0 parses every frame on its own."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise PredictError(f"{path}: cannot open as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    names = ["mask", "overlay"] + (["effect"] if effects.any else [])
+    outputs = {n: out_dir / f"{stem}_{n}.mp4" for n in names}
+    # Written under a temporary name, renamed when complete.
+    tmps = {n: out_dir / PARTIAL.format(stem=stem, name=n) for n in names}
+    writers: dict[str, cv2.VideoWriter] = {}
+    frames = with_face = 0
+    foreground = [i for i in range(len(segmenter.classes)) if i != background_index(segmenter)]
+    ious: dict[str, list[float]] = {"shown": [], "raw": []}
+    last: dict[str, np.ndarray] = {}
+
+    def read() -> Iterator[np.ndarray]:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    try:
+        with tqdm(total=total, desc=path.name, unit="frame", disable=not progress, leave=False) as bar:
+            for frame in parse_frames(read(), segmenter, detector, temporal > 0, temporal, whole_head, upsample, beard):
+                rgb, parsed = frame.image, frame.parsed
+                for key, mask in (("shown", parsed.mask), ("raw", frame.raw)):
+                    if key in last:
+                        ious[key].append(mean_iou(last[key], mask, np.ones(mask.shape, bool), foreground))
+                    last[key] = mask
+                rendered = render(rgb, parsed, segmenter, effects, alpha)
+                if not writers:
+                    size = (rgb.shape[1], rgb.shape[0])
+                    for n in names:
+                        writers[n] = cv2.VideoWriter(str(tmps[n]), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                        if not writers[n].isOpened():
+                            raise PredictError(f"cannot write video {outputs[n]} (OpenCV has no mp4v encoder?)")
+                for n in names:
+                    writers[n].write(cv2.cvtColor(getattr(rendered, n), cv2.COLOR_RGB2BGR))
+                frames += 1
+                with_face += bool(parsed.faces)
+                bar.update(1)
+    except BaseException:  # no half-written video stays behind (Ctrl-C included; a kill -9 is cleaned up next run)
+        for w in writers.values():
+            w.release()
+        for t in tmps.values():
+            t.unlink(missing_ok=True)
+        raise
+    finally:
+        cap.release()
+        for w in writers.values():
+            w.release()
+    if frames == 0:
+        for t in tmps.values():
+            t.unlink(missing_ok=True)
+        raise PredictError(f"{path}: no frames could be read")
+    for n in names:
+        os.replace(tmps[n], outputs[n])
+    # Frame-to-frame agreement of the masks (motion included: 1.0 only for a still scene), as shown and
+    # from each frame's own scores: their gap is what the smoothing steadied.
+    measures = {f"frame_iou_{k}": float(np.mean(v)) for k, v in ious.items() if v}
+    return Prediction(path, "video", outputs, with_face, frames, measures=measures)

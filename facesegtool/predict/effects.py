@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import CLASSES, PALETTE
+from ..labels import CLASSES, PALETTE
 
 # Defaults when an effect is asked for without a value (e.g. --effect smooth,brows).
 DEFAULT_HAIR = (128, 64, 192)

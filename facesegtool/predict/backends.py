@@ -1,0 +1,141 @@
+"""Segmenter backends: an RGB image at the model's input size -> class scores.
+
+    segmenter = load_segmenter(model="exports/model_int8.tflite")   # or checkpoint=..., or neither
+    scores = segmenter.scores(segmenter.fit(rgb))                   # h x w x C float32
+
+Scores are channels-last (h x w x C, as TFLite gives them and the phone keeps them) and may be
+coarser than the input (a model with a 1/4 or 1/8 output): upsample.upsample_scores brings them to
+any size before the argmax. C is the model's own class count; `lut` (model class -> one of our
+11 classes, labels.CLASSES) maps the argmax onto ours, so a model with 19 labels works with the
+effects and overlays, which are written against our 11 classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..labels import CLASSES, PALETTE
+from .errors import PredictError
+
+
+def _fallback_palette(n: int) -> np.ndarray:
+    return PALETTE[np.arange(n) % len(PALETTE)]
+
+
+class Segmenter:
+    """A model: scores(rgb at its input size) -> h x w x C float32; classes name the mask's values
+    (ours when a lut maps the model's classes; the model's own otherwise)."""
+
+    size: tuple[int, int]  # (height, width) of the input
+    model_classes: list[str]  # the model's own labels, one per score channel
+    lut: np.ndarray | None = None  # model class index -> mask value (None: the identity)
+    palette: np.ndarray
+    description: str
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def classes(self) -> list[str]:
+        return list(CLASSES) if self.lut is not None else self.model_classes
+
+    def set_lut(self, lut: Sequence[int] | None) -> None:
+        """Map the model's classes onto ours (lut[i]: our class index for model class i)."""
+        if lut is None:
+            self.lut = None
+            return
+        table = np.asarray(lut, np.int64)
+        if table.shape != (len(self.model_classes),) or table.min() < 0 or table.max() >= len(CLASSES):
+            raise PredictError(f"class lookup table must give one of our {len(CLASSES)} classes (0..{len(CLASSES) - 1}) "
+                               f"for each of the model's {len(self.model_classes)} classes, got {list(table)}")
+        self.lut = table.astype(np.uint8)
+        self.palette = PALETTE
+
+    def to_mask(self, scores: np.ndarray) -> np.ndarray:
+        """h x w x C scores -> h x w uint8 mask in self.classes (first maximum wins, as in Java)."""
+        idx = scores.argmax(-1)
+        return self.lut[idx] if self.lut is not None else idx.astype(np.uint8)
+
+    def fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Any-size RGB image resized to the model's input (INTER_AREA when shrinking)."""
+        h, w = self.size
+        interp = cv2.INTER_AREA if rgb.shape[0] > h or rgb.shape[1] > w else cv2.INTER_LINEAR
+        return cv2.resize(rgb, (w, h), interpolation=interp)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """The mask at the score grid's resolution (no upsampling)."""
+        return self.to_mask(self.scores(rgb))
+
+
+def load_torch_model(checkpoint: str | Path | None):
+    """The one place the torch backend loads a model: (nn.Module in eval mode, checkpoint dict with
+    ckpt["input"] the input contract and ckpt["classes"] the labels)."""
+    from ..checkpoint import load_model
+
+    return load_model(checkpoint)
+
+
+class TorchSegmenter(Segmenter):
+    def __init__(self, checkpoint: str | Path | None = None):
+        import torch
+
+        self._torch = torch
+        self.model, ckpt = load_torch_model(checkpoint)
+        contract = ckpt["input"]
+        self.size = (int(contract["size"]), int(contract["size"]))
+        self.model_classes = list(ckpt["classes"])
+        self.palette = PALETTE if self.model_classes == list(CLASSES) else _fallback_palette(len(self.model_classes))
+        self.mean = np.asarray(contract["mean"], np.float32)
+        self.std = np.asarray(contract["std"], np.float32)
+        self.scale = float(contract.get("scale", 255.0))
+        self.bgr = contract.get("channel_order", "RGB").upper() == "BGR"
+        name = ckpt.get("model", {}).get("name", "model")
+        self.description = f"checkpoint {checkpoint or 'default'} ({name}, {self.size[0]} px)"
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:
+        x = rgb[..., ::-1] if self.bgr else rgb
+        x = (x.astype(np.float32) / self.scale - self.mean) / self.std
+        with self._torch.no_grad():
+            out = self.model(self._torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
+        return np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), np.float32)
+
+
+class TFLiteSegmenter(Segmenter):
+    """An exported .tflite, fed and read exactly as its sidecar says (the app does the same)."""
+
+    def __init__(self, path: str | Path, num_threads: int | None = None):
+        from ..tflite_runner import TFLiteModel
+
+        self.model = TFLiteModel(path, num_threads=num_threads)
+        self.size = self.model.size
+        self.model_classes = self.model.classes
+        palette = self.model.sidecar.get("palette")
+        self.palette = np.asarray(palette, np.uint8) if palette else _fallback_palette(len(self.model_classes))
+        self.description = f"{Path(path).name} ({self.model.variant}, {self.size[0]}x{self.size[1]})"
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.logits(rgb), np.float32)
+
+
+def load_segmenter(model: str | Path | None = None, checkpoint: str | Path | None = None,
+                   lut: Sequence[int] | None = None) -> Segmenter:
+    """A TFLite model (model=FILE.tflite) or a checkpoint (the shipped default when both are None);
+    lut: optional model class -> our class table."""
+    if model is not None and checkpoint is not None:
+        raise PredictError("give either a .tflite model or a checkpoint, not both")
+    if model is not None:
+        if Path(model).suffix.lower() != ".tflite":
+            raise PredictError(f"{model}: --model takes a .tflite file (use --checkpoint for a .pt)")
+        segmenter: Segmenter = TFLiteSegmenter(model)
+    else:
+        segmenter = TorchSegmenter(checkpoint)
+    segmenter.set_lut(lut)
+    return segmenter
+
+
+def background_index(segmenter: Segmenter) -> int:
+    return segmenter.classes.index("background") if "background" in segmenter.classes else 0

@@ -1,0 +1,374 @@
+"""Bring your own face parser: models that are not in the registry, in every format, through every command.
+
+The four architectures of tests/own_models.py are trained briefly on real celebamask-mini faces
+(in their own label sets: 19 CelebAMask-HQ classes, LaPa's 11, ours), saved the four ways a user
+hands a model over, exported to TFLite and verified on real val faces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import CELEBAMASK_MINI, require_shared
+
+sys.path.insert(0, str(Path(__file__).parent))
+import own_models  # noqa: E402
+
+SIZE = 128
+TRAIN_IMAGES = 64
+TRAIN_STEPS = 50
+OWN = Path(own_models.__file__)
+
+
+def _training_labels(preset: str) -> np.ndarray:
+    """LUT: CelebAMask-HQ part id (as in the shared index masks) -> index in the preset's labels."""
+    from facesegtool.labels import CELEBAMASK_PARTS
+    from facesegtool.model_spec import PRESETS
+
+    labels, mapping = PRESETS[preset]
+    lut = np.zeros(256, np.int64)
+    for part_id, part in enumerate(CELEBAMASK_PARTS):
+        if part in labels:
+            lut[part_id] = labels.index(part)
+        else:  # LaPa / ours: the part's class by the preset's mapping (skin -> skin / face, ...)
+            target = {"celebamask19": part}.get(preset) or _lapa_or_ours(part, preset)
+            lut[part_id] = labels.index(target) if target in labels else 0
+    return lut
+
+
+def _lapa_or_ours(part: str, preset: str) -> str:
+    from facesegtool.labels import CELEBAMASK_TO_CLASS
+
+    if preset == "facesegtool11":
+        return CELEBAMASK_TO_CLASS[part]
+    lapa = {"skin": "skin", "neck": "skin", "l_brow": "left_eyebrow", "r_brow": "right_eyebrow", "l_eye": "left_eye",
+            "r_eye": "right_eye", "nose": "nose", "u_lip": "upper_lip", "l_lip": "lower_lip", "mouth": "inner_mouth",
+            "hair": "hair"}
+    return lapa.get(part, "background")
+
+
+def _faces(names: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    images, ids = [], []
+    for stem in names:
+        rgb = Image.open(CELEBAMASK_MINI / "images" / f"{stem}.jpg").convert("RGB").resize((size, size), Image.BILINEAR)
+        mask = Image.open(CELEBAMASK_MINI / "masks" / f"{stem}.png").resize((size, size), Image.NEAREST)
+        images.append(np.asarray(rgb))
+        ids.append(np.asarray(mask))
+    return np.stack(images), np.stack(ids)
+
+
+def _train(name: str) -> torch.nn.Module:
+    """A few dozen Adam steps on real faces: enough for masks with face, hair, eyes and brows."""
+    from facesegtool.model_source import ContractNet
+
+    build, spec, preset = own_models.ARCHITECTURES[name]
+    torch.manual_seed(0)
+    net = build()
+    images, ids = _faces((CELEBAMASK_MINI / "train.txt").read_text().split()[:TRAIN_IMAGES], SIZE)
+    labels = torch.from_numpy(_training_labels(preset)[ids])
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x_all = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    head = ContractNet(net, spec.get("output", {}).get("select"), spec.get("output", {}).get("layout", "NCHW"))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    for _ in range(TRAIN_STEPS):
+        idx = torch.randint(0, len(x_all), (16,), generator=gen)
+        out = head(x_all[idx])
+        out = F.interpolate(out, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(out, labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def own_models_saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    """name -> {"spec": spec file, "pt2", "ts", "weights", "onnx": paths, "net": the trained module}."""
+    require_shared(CELEBAMASK_MINI)
+    import yaml
+
+    from facesegtool.model_spec import PRESETS
+
+    root = tmp_path_factory.mktemp("own-models")
+    saved = {}
+    x = torch.rand(1, 3, SIZE, SIZE)
+    for name, (_, spec, _) in own_models.ARCHITECTURES.items():
+        net = _train(name)
+        folder = root / name
+        folder.mkdir()
+        spec_file = folder / "spec.yaml"
+        spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": SIZE})))
+        torch.save(net.state_dict(), folder / "weights.pt")
+        torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
+        torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
+        torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=_output_names(name))
+        saved[name] = {"spec": spec_file, "pt2": folder / f"{name}.pt2", "ts": folder / f"{name}.ts",
+                       "module": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt",
+                       "onnx": folder / f"{name}.onnx", "net": net, "folder": folder,
+                       "labels": list(PRESETS[spec["preset"]][0])}
+    return saved
+
+
+def _builder(name: str) -> str:
+    return {"bisenet": "bisenet", "segformer": "segformer", "aligncorners": "align_corners", "dictnet": "dict_net"}[name]
+
+
+def _output_names(name: str) -> list[str]:
+    return {"bisenet": ["main", "aux16", "aux32"], "dictnet": ["aux", "seg"]}.get(name, ["logits"])
+
+
+FORMATS = ("pt2", "ts", "module", "onnx")
+
+
+def _model_args(saved: dict, fmt: str) -> dict:
+    args = {"checkpoint": saved[fmt] if fmt != "module" else saved["module"], "spec": saved["spec"]}
+    if fmt == "module":
+        args["weights"] = saved["weights"]
+    return args
+
+
+# --- loading: every format, one contract ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_loads_to_the_same_scores(own_models_saved, fmt):
+    from facesegtool.model_source import load_source
+
+    x = torch.rand(1, 3, SIZE, SIZE)
+    for name, saved in own_models_saved.items():
+        args = _model_args(saved, fmt)
+        source = load_source(args["checkpoint"], spec=args["spec"], weights=args.get("weights"))
+        expected_fmt = {"pt2": "exported-program", "ts": "torchscript", "module": "module", "onnx": "onnx"}[fmt]
+        assert source.format == expected_fmt
+        scores = source.scores(x)
+        reference = own_models_saved[name]["net"](x)
+        reference = {"bisenet": lambda r: r[0], "dictnet": lambda r: r["seg"].permute(0, 3, 1, 2)}.get(
+            name, lambda r: r)(reference)
+        assert scores.shape == reference.shape
+        assert torch.allclose(scores, reference, atol=1e-4), (name, fmt)
+        assert source.reference == ("onnxruntime" if fmt == "onnx" else "pytorch")
+
+
+def test_contract_inferred_and_assumptions_said(own_models_saved):
+    from facesegtool.model_source import load_source
+    from facesegtool.model_spec import CELEBAMASK19
+
+    source = load_source(own_models_saved["bisenet"]["pt2"])  # no spec: 19 channels, size from the graph
+    assert source.classes == list(CELEBAMASK19)
+    assert source.spec.size == SIZE
+    said = " ".join(source.notes)
+    assert "celebamask19" in said and "size 128" in said and "mean" in said
+    lut = source.spec.lut()
+    assert lut[CELEBAMASK19.index("skin")] == lut[CELEBAMASK19.index("neck")] == 7  # face
+    assert lut[CELEBAMASK19.index("l_eye")] == lut[CELEBAMASK19.index("r_eye")] == 2  # eyes
+
+
+# --- export + verify: fp32 exact, int8 drop reported ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(own_models.ARCHITECTURES))
+def test_every_architecture_converts_exactly_in_every_format(own_models_saved, name, tmp_path):
+    from facesegtool.export import export
+    from facesegtool.verify import verify
+
+    saved = own_models_saved[name]
+    rows = {}
+    for fmt in FORMATS:
+        args = _model_args(saved, fmt)
+        quant = "fp32,int8" if fmt == "pt2" else "fp32"
+        out = tmp_path / fmt
+        report = export(quant=quant, out_dir=out, progress=False, num_calib=16, **args)
+        sidecar = json.loads(report.variants["fp32"].sidecar.read_text())
+        assert sidecar["classes"] == own_models_saved[name]["labels"]
+        assert sidecar["mapping"] and sidecar["target_classes"][7] == "face"
+        assert sidecar["reference"] == ("onnxruntime" if fmt == "onnx" else "pytorch")
+        result = verify(args["checkpoint"], spec=args["spec"], weights=args.get("weights"), export_dir=out,
+                        data_dir=CELEBAMASK_MINI, limit=12, diagnose=False, progress=False)
+        by_variant = {m.variant: m for m in result.models}
+        rows[fmt] = by_variant
+        assert by_variant["fp32"].agreement.pixel_accuracy >= 0.999, (name, fmt, by_variant["fp32"].agreement.pixel_accuracy)
+    int8 = rows["pt2"]["int8"]
+    assert int8.drop is not None and int8.agreement.pixel_accuracy > 0.8
+
+
+# --- refusals: nothing unpickles code; contradictions stop with one clear line ------------------------
+
+
+class _Evil:
+    """Unpickling this runs a shell command: the payload every loader here must refuse."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _rewrite_zip_entry(src: Path, dst: Path, suffix: str, data: bytes) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item, data if item.filename.endswith(suffix) else zin.read(item.filename))
+
+
+def _small_net() -> torch.nn.Module:
+    return own_models.DictNet().eval()
+
+
+def test_whole_pickled_module_is_refused_with_how_to_save_it(tmp_path):
+    from facesegtool.model_source import ModelSourceError, load_source
+
+    path = tmp_path / "whole.pt"
+    torch.save(_small_net(), path)
+    with pytest.raises(ModelSourceError) as err:
+        load_source(path)
+    message = str(err.value)
+    assert "pickled" in message and "torch.export.save" in message and "torch.jit.save" in message
+    assert "--weights" in message and "\n" not in message
+
+
+def test_malicious_files_are_refused_in_every_format_and_never_run(tmp_path):
+    from facesegtool.model_source import ModelSourceError, load_source
+
+    marker = tmp_path / "pwned"
+    x = torch.rand(1, 3, 64, 64)
+    net = _small_net()
+    evil_bytes = pickle.dumps(_Evil(marker), protocol=2)
+
+    checkpoint = tmp_path / "evil.pt"  # a torch.save zip (checkpoint / pickled-module path)
+    torch.save({"format": "facesegtool-checkpoint", "payload": _Evil(marker)}, checkpoint)
+
+    good_pt2 = tmp_path / "good.pt2"
+    torch.export.save(torch.export.export(net, (x,)), good_pt2)
+    evil_pt2 = tmp_path / "evil.pt2"  # sample inputs, which torch.export.load unpickles with weights_only=False
+    buffer = tmp_path / "evil-inputs.pt"
+    torch.save(((x,), {"evil": _Evil(marker)}), buffer)
+    _rewrite_zip_entry(good_pt2, evil_pt2, "sample_inputs/model.pt", buffer.read_bytes())
+
+    good_ts = tmp_path / "good.ts"
+    torch.jit.save(torch.jit.trace(net, x, strict=False), good_ts)
+    evil_ts = tmp_path / "evil.ts"
+    _rewrite_zip_entry(good_ts, evil_ts, "/data.pkl", evil_bytes)
+
+    weights = tmp_path / "evil-weights.pt"  # the code.py:function form's state_dict
+    torch.save({"seg.weight": _Evil(marker)}, weights)
+
+    cases = [(checkpoint, {}), (evil_pt2, {}), (evil_ts, {"spec": {"input": {"size": 64}}}),
+             (f"{OWN}:build_dict_net", {"weights": weights})]
+    for model, kwargs in cases:
+        with pytest.raises(ModelSourceError):
+            load_source(model, **kwargs)
+        assert not marker.exists(), f"loading {model} ran the code in it"
+    # the untouched files load: the refusals are about the payload, not the format
+    assert load_source(good_pt2).format == "exported-program"
+
+
+def test_spec_contradicting_the_model_stops_with_one_error(tmp_path, own_models_saved):
+    from facesegtool.model_source import load_source
+    from facesegtool.model_spec import ModelSpecError
+
+    pt2 = own_models_saved["bisenet"]["pt2"]
+    cases = {
+        "7 labels": ({"labels": ["a", "b", "c", "d", "e", "f", "g"]}, "7 classes but the model's output has 19"),
+        "unknown class": ({"preset": "celebamask19", "mapping": {"hat": "crown"}}, "unknown class"),
+        "unknown label": ({"preset": "celebamask19", "mapping": {"moustache": "beard"}}, "does not have"),
+        "size vs graph": ({"input": {"size": 96}}, "fixed at 128x128"),
+        "bad select": ({"output": {"select": 5}}, "returns 3 outputs"),
+        "bad preset": ({"preset": "celebamask20"}, "unknown preset"),
+    }
+    for name, (spec, expected) in cases.items():
+        with pytest.raises(ModelSpecError) as err:
+            load_source(pt2, spec=spec)
+        assert expected in str(err.value), (name, str(err.value))
+        assert "\n" not in str(err.value)
+
+
+def test_dynamic_shape_graph_without_a_size_is_refused(tmp_path):
+    from facesegtool.model_source import load_source
+    from facesegtool.model_spec import ModelSpecError
+
+    net = own_models.AlignCornersNet().eval()
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+                      input_names=["image"], dynamic_axes={"image": {2: "h", 3: "w"}})
+    with pytest.raises(ModelSpecError, match="dynamic shapes"):
+        load_source(path)
+    ts = tmp_path / "scripted.ts"  # TorchScript keeps no input size either
+    torch.jit.save(torch.jit.script(net), ts)
+    with pytest.raises(ModelSpecError, match="--size N"):
+        load_source(ts)
+    assert load_source(path, size=64).spec.size == 64  # with a size it runs
+
+
+def test_cli_refusals_are_one_error_line(tmp_path):
+    from facesegtool.cli import main
+
+    whole = tmp_path / "whole.pt"
+    torch.save(_small_net(), whole)
+    result = CliRunner().invoke(main, ["export", "--model", str(whole), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "torch.export.save" in lines[0]
+    result = CliRunner().invoke(main, ["eval", "--model", f"{OWN}:build_dict_net", "--data", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("error:") and "needs --weights" in result.output
+
+
+def test_export_refuses_to_mix_models_in_one_folder(tmp_path, own_models_saved):
+    from facesegtool.export import ExportError, export
+
+    out = tmp_path / "exports"
+    out.mkdir()
+    other = out / "someone_128_fp32.tflite"
+    other.write_bytes(b"not read")
+    (out / "someone_128_fp32.json").write_text(json.dumps({
+        "format": "facesegtool-sidecar", "model": "someone", "variant": "fp32", "tflite": other.name, "classes": [],
+        "input": {}, "output": {}, "source": {"sha256": "0" * 64, "path": "elsewhere.pt2"}}))
+    with pytest.raises(ExportError, match="holds exports of another model .*someone_128_fp32.tflite.*--replace"):
+        export(own_models_saved["dictnet"]["pt2"], spec=own_models_saved["dictnet"]["spec"], quant="fp32", out_dir=out,
+               progress=False)
+    assert other.is_file()  # nothing of the user's was touched
+
+
+def test_resize_output_bakes_full_size_masks_and_bench_runs_it_beside_onnxruntime(own_models_saved, tmp_path):
+    """An ONNX BiSeNet-style model (three outputs at 1/8): --resize-output gives a full-size output whose
+    mask matches the reference's upsampled scores; bench runs it next to ONNX Runtime (the reference)."""
+    from facesegtool.bench.host import run_host_bench
+    from facesegtool.export import export
+    from facesegtool.tflite_runner import TFLiteModel
+    from facesegtool.verify import verify
+
+    saved = own_models_saved["bisenet"]
+    out = tmp_path / "full"
+    report = export(saved["onnx"], spec=saved["spec"], quant="fp32", out_dir=out, resize_output=True, progress=False)
+    tflite = TFLiteModel(report.variants["fp32"].tflite)
+    assert tflite.output_details["shape"].tolist() == [1, SIZE, SIZE, 19]
+    assert tflite.sidecar["output"]["resized_to_input"] is True
+    result = verify(saved["onnx"], spec=saved["spec"], export_dir=out, data_dir=CELEBAMASK_MINI, limit=8,
+                    diagnose=False, progress=False)
+    assert result.source["reference"] == "onnxruntime" and "ONNX Runtime" in summary(result)
+    assert result.models[0].agreement.pixel_accuracy >= 0.999
+    bench = run_host_bench(export_dir=out, threads=[1], runs=3, warmup=1, progress=False)  # model from the sidecar
+    runtimes = {r["runtime"]: r for r in bench["results"]}
+    assert set(runtimes) == {"onnxruntime", "tflite"} and bench["reference"] == "onnxruntime"
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in bench["results"])
+
+
+def summary(result) -> str:
+    from facesegtool.verify import summary_text
+
+    return summary_text(result)
