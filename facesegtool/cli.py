@@ -736,10 +736,16 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
 
 @main.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
-              help="Exported FILE.tflite (its sidecar FILE.json beside it says how to feed it).")
+@click.option("--model", "model", default=None, metavar="FILE",
+              help="An exported FILE.tflite (its sidecar FILE.json beside it says how to feed it), or any model "
+                   "export takes: a checkpoint, .pt2, TorchScript, .onnx, or CODE.py:FUNCTION (your code runs here) "
+                   "with --weights.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="PyTorch checkpoint [default: the shipped models/default/model.pt].")
+@click.option("--spec", type=click.Path(dir_okay=False), default=None,
+              help="A non-.tflite model's contract (YAML; see `facesegtool export --help`).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="With --model CODE.py:FUNCTION: its state_dict (read with weights_only=True).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
               help="Output folder.")
 @click.option("--effect", "effect", default=None, metavar="SPEC",
@@ -761,8 +767,8 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
 @click.option("--temporal", type=click.FloatRange(0, 1, max_open=True), default=0.6, show_default=True,
               help="Videos: how strongly class scores are smoothed over time (0 = every frame on its own); with "
                    "--face-crop the crop also follows the face instead of jumping with each detection.")
-def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, detector, upsample, beard, whole_head,
-                temporal) -> None:
+def predict_cmd(inputs, model, checkpoint, spec, weights, out_dir, effect, alpha, face_crop, detector, upsample, beard,
+                whole_head, temporal) -> None:
     """Colour mask, overlay and beauty-effect images for photos, folders and videos.
 
     Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video), and
@@ -786,7 +792,7 @@ def predict_cmd(inputs, model, checkpoint, out_dir, effect, alpha, face_crop, de
         effects = parse_effects(effect)
         report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
                          face_crop=face_crop, whole_head=whole_head, temporal=temporal, upsample=upsample,
-                         beard=beard, detector=detector)
+                         beard=beard, detector=detector, spec=spec, weights=weights)
     except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
         fail(str(exc))
     click.echo(f"model: {report.model}")

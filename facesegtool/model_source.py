@@ -370,8 +370,11 @@ def _load_torch_save(path: Path) -> dict:
     except Exception as exc:
         why = _load_failure(exc)
         if "holds Python code or objects" in why:
-            raise ModelSourceError(f"{path}: a whole pickled model (torch.save(model)) is refused: loading it would "
-                                   f"run the code it holds ({why.split('(')[1].split(')')[0]}); {SAVE_ADVICE}") from exc
+            found = why.split("(")[1].split(")")[0]
+            raise ModelSourceError(
+                f"cannot read checkpoint {path}: it holds Python code or objects ({found}), not only tensors and "
+                "plain data (a whole pickled model, torch.save(model), is such a file); code in a model file never "
+                f"runs here. Give a checkpoint written by `facesegtool train`, or {SAVE_ADVICE}") from exc
         raise ModelSourceError(f"{path}: cannot read: {why}") from exc
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         return data

@@ -235,14 +235,14 @@ def test_adb_error_is_not_a_device(fake_adb, tmp_path):  # noqa: F811
     model.write_bytes(b"never read: adb fails first")
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF placeholder")
-    fake_adb.scenario("adb-error")
+    fake_adb.scenario("none")  # real adb: only the header, exit 0
     with pytest.raises(AdbError, match="no Android device connected: plug the phone in"):
         run_adb_bench(models=[model], benchmark_binary=binary, out_dir=tmp_path / "out", progress=False)
     fake_adb.scenario("server-error")
     args = ["bench", "--device", "adb", "--models", model, "--benchmark-binary", binary, "--out", tmp_path / "out"]
     assert_clean_error(invoke(*args), "`adb devices` failed (exit 1: adb: failed to check server version",
                        "adb kill-server")
-    fake_adb.scenario("adb-error")
+    fake_adb.scenario("none")  # real adb: only the header, exit 0
     line = assert_clean_error(invoke(*args), "no Android device connected")
     assert "in state" not in line
 
@@ -376,7 +376,7 @@ def test_next_commands_are_shell_quoted(tmp_path):
     out = tmp_path / "my exports" / "it's here"
     report = ExportReport("m", tmp_path / "run 1" / "best.pt", out, 64, out / "m.onnx", 0.0)
     verify_cmd, bench_cmd = report.next_commands()
-    assert shlex.split(verify_cmd) == ["facesegtool", "verify", "--checkpoint", str(tmp_path / "run 1" / "best.pt"),
+    assert shlex.split(verify_cmd) == ["facesegtool", "verify", "--model", str(tmp_path / "run 1" / "best.pt"),
                                        "--export-dir", str(out)]
     assert shlex.split(bench_cmd)[-2:] == ["--export-dir", str(out)]
 

@@ -20,7 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import CELEBAMASK_MINI, require_shared
+from conftest import CELEBAMASK_MINI
 from test_bad_input import assert_clean_error, invoke, tiny_checkpoint  # noqa: F401  (tiny_checkpoint: a fixture)
 from training_fixtures import write_tiny_prepared
 
@@ -180,7 +180,8 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess:
 
 def assert_clean_exit(run: subprocess.CompletedProcess, *fragments: str) -> None:
     assert run.returncode == 2 and "Traceback" not in run.stderr, (run.returncode, run.stderr[-2000:])
-    assert [ln for ln in run.stderr.splitlines() if ln.startswith("error: ") and all(f in ln for f in fragments)], run.stderr
+    errors = [ln for ln in run.stderr.splitlines() if ln.startswith("error: ")]
+    assert [ln for ln in errors if all(f in ln for f in fragments)], run.stderr
 
 
 @pytest.mark.parametrize("threads", ["100000", "-3"])
@@ -219,7 +220,8 @@ def test_train_on_a_full_disk_stops_before_the_first_epoch(prepared, tmp_path, d
     disk = disks(tmp_path / "disk", 3)
     out = disk / "run"
     started = time.time()
-    result = invoke("train", "--data", prepared, "--out", out, "--epochs", "1", "--threads", "1", "--pretrained", "none")
+    result = invoke("train", "--data", prepared, "--out", out, "--epochs", "1", "--threads", "1",
+                    "--pretrained", "none")
     line = assert_clean_error(result, f"--out {out}", "MB free", "free some space or choose another --out")
     assert "epoch 1/" not in result.output, line  # refused up front, not after a whole epoch
     assert not out.exists() and time.time() - started < 60

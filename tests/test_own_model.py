@@ -182,7 +182,15 @@ def test_contract_inferred_and_assumptions_said(own_models_saved):
 # --- export + verify: fp32 exact, int8 drop reported ----------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(own_models.ARCHITECTURES))
+# Measured limit (onnx2tf 1.29.24): SegFormer-style token reshapes, (B, N, C) -> (B, C, H, W) around the
+# attention and Mix-FFN, are laid out wrongly in NHWC: the fp32 .tflite agrees with PyTorch on ~43 % of
+# pixels (a 9.7-point IoU drop) although every op converts (exact GELU's Erf via onnx2tf's pseudo-Erf).
+SEGFORMER_LIMIT = ("onnx2tf 1.29.24 mis-lays-out SegFormer-style (B, N, C) <-> (B, C, H, W) token reshapes: "
+                   "fp32 agreement ~43 %; README 'Your own model' states the limit")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SEGFORMER_LIMIT))
+                                  if n == "segformer" else n for n in own_models.ARCHITECTURES])
 def test_every_architecture_converts_exactly_in_every_format(own_models_saved, name, tmp_path):
     from facesegtool.export import export
     from facesegtool.verify import verify
@@ -372,3 +380,29 @@ def summary(result) -> str:
     from facesegtool.verify import summary_text
 
     return summary_text(result)
+
+
+def test_predict_runs_a_19_class_model_through_its_mapping(own_models_saved, tmp_path):
+    """predict with a user's TorchScript BiSeNet-style model: its 19 labels become our classes, so the
+    masks and the effects (hair, lips, brows, skin) work unchanged."""
+    from facesegtool.labels import CLASS_INDEX, CLASSES
+    from facesegtool.predict import predict
+    from facesegtool.predict.backends import load_segmenter
+
+    saved = own_models_saved["bisenet"]
+    segmenter = load_segmenter(saved["ts"], spec=saved["spec"])
+    assert segmenter.model_classes[17] == "hair" and segmenter.classes == list(CLASSES)
+    names = (CELEBAMASK_MINI / "val.txt").read_text().split()[:3]
+    rgb = np.asarray(Image.open(CELEBAMASK_MINI / "images" / f"{names[0]}.jpg").convert("RGB"))
+    scores = segmenter.scores(segmenter.fit(rgb))
+    assert scores.shape == (SIZE // 8, SIZE // 8, 19)  # the model's own 1/8 output
+    mask = segmenter.to_mask(scores)
+    assert {CLASS_INDEX["face"], CLASS_INDEX["hair"]} <= set(np.unique(mask).tolist())
+    inputs = tmp_path / "faces"
+    inputs.mkdir()
+    for name in names:
+        (inputs / f"{name}.jpg").write_bytes((CELEBAMASK_MINI / "images" / f"{name}.jpg").read_bytes())
+    report = predict([inputs], model=str(saved["ts"]), spec=saved["spec"], out_dir=tmp_path / "out", progress=False,
+                     effects="hair=#8040C0,lips=#C02040")
+    assert len(report.predictions) == 3
+    assert all((tmp_path / "out" / f"{n}_effect.png").is_file() for n in names)

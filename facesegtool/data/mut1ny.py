@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from ..labels import CLASS_INDEX, IGNORE_INDEX, MUT1NY_COLORS
-from .source import IMAGE_SUFFIXES, BadSampleError, Sample, Source, duplicate_names, images_in, read_rgb, refuse_duplicates
+from .source import (IMAGE_SUFFIXES, BadSampleError, Sample, Source, duplicate_names, images_in, read_rgb,
+                     refuse_duplicates)
 
 PALETTE_RGB = np.array(list(MUT1NY_COLORS), dtype=np.float64)  # K x 3, RGB
 PALETTE_CLASS = np.array([CLASS_INDEX[c] for c in MUT1NY_COLORS.values()], dtype=np.uint8)
@@ -121,7 +122,7 @@ class Mut1ny(Source):
             found = {}
             for folder in (self.root / "images", label_dir):
                 files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-                found.update(duplicate_names(files, lambda p, f=folder: str(p.relative_to(f).with_suffix("")).replace("/", "_")))
+                found.update(duplicate_names(files, lambda p, f=folder: _sample_name(p.relative_to(f))))
             return found
         files = images_in(self.root)
         labels = duplicate_names(p for p in files if "seg" in p.stem.lower())
@@ -177,6 +178,11 @@ class Mut1ny(Source):
                 f"from every Mut1ny colour (most common: {shown})",
             )
         return rgb, mask, {f"{k}_pixels": v for k, v in counts.items()}
+
+
+def _sample_name(relative: Path) -> str:
+    """subject/NAME.png under images/ or labels/ -> subject_NAME, as _paired_dirs names the pair."""
+    return str(relative.with_suffix("")).replace("/", "_")
 
 
 def _without_seg(stem: str) -> str:

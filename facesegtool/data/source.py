@@ -203,7 +203,8 @@ def read_text_list(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataSourceError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, one name per line") from None
+        raise DataSourceError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, one name per line") from None
 
 
 def duplicate_names(paths: Iterable[Path], key: Callable[[Path], str] = lambda p: p.stem) -> dict[str, list[Path]]:
@@ -221,8 +222,9 @@ def refuse_duplicates(samples: list[Sample], duplicates: dict[str, list[Path]]) 
         files = duplicates.get(sample.name)
         if files and sample.problem is None:
             shown = ", ".join(p.name for p in files)
-            sample = replace(sample, problem=(files[0], f"{len(files)} images are named {sample.name!r} ({shown}), "
-                                              "so which one its label belongs to is unknown; rename or remove all but one"))
+            reason = (f"{len(files)} images are named {sample.name!r} ({shown}), so which one its label belongs "
+                      "to is unknown; rename or remove all but one")
+            sample = replace(sample, problem=(files[0], reason))
         out.append(sample)
     return out
 

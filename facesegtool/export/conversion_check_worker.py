@@ -31,6 +31,7 @@ def convert_and_run(request: dict, work: Path) -> int:
         input_onnx_file_path=request["onnx"],
         disable_model_save=True,
         disable_group_convolution=True,  # as the exporter converts (onnx2tf_worker.py)
+        replace_to_pseudo_operators=["erf"],
         verbosity="error",
         **options,
     )

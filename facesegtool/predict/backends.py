@@ -33,6 +33,7 @@ class Segmenter:
     size: tuple[int, int]  # (height, width) of the input
     model_classes: list[str]  # the model's own labels, one per score channel
     lut: np.ndarray | None = None  # model class index -> mask value (None: the identity)
+    default_lut: np.ndarray | None = None  # the model's own mapping onto our classes (None: it has ours)
     palette: np.ndarray
     description: str
 
@@ -70,31 +71,40 @@ class Segmenter:
         """The mask at the score grid's resolution (no upsampling)."""
         return self.to_mask(self.scores(rgb))
 
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Any-size RGB image -> class mask of the same size (resized in, scores upsampled bilinearly back)."""
+        from .upsample import upsample_scores
 
-def load_torch_model(checkpoint: str | Path | None):
-    """The one place the torch backend loads a model: (nn.Module in eval mode, checkpoint dict with
-    ckpt["input"] the input contract and ckpt["classes"] the labels)."""
-    from ..checkpoint import load_model
+        h, w = rgb.shape[:2]
+        return self.to_mask(upsample_scores(self.scores(self.fit(rgb)), h, w))
 
-    return load_model(checkpoint)
+
+def load_torch_model(checkpoint: str | Path | None, spec: str | Path | dict | None = None,
+                     weights: str | Path | None = None):
+    """The one place the torch backend loads a model: any model model_source reads (a checkpoint, .pt2,
+    TorchScript, code.py:function + weights, ONNX run by ONNX Runtime), with its contract."""
+    from ..model_source import load_source
+
+    return load_source(checkpoint, spec=spec, weights=weights)
 
 
 class TorchSegmenter(Segmenter):
-    def __init__(self, checkpoint: str | Path | None = None):
+    def __init__(self, checkpoint: str | Path | None = None, spec: str | Path | dict | None = None,
+                 weights: str | Path | None = None):
         import torch
 
         self._torch = torch
-        self.model, ckpt = load_torch_model(checkpoint)
-        contract = ckpt["input"]
+        source = load_torch_model(checkpoint, spec, weights)
+        self.model, contract = source.net, source.contract
         self.size = (int(contract["size"]), int(contract["size"]))
-        self.model_classes = list(ckpt["classes"])
-        self.palette = PALETTE if self.model_classes == list(CLASSES) else _fallback_palette(len(self.model_classes))
+        self.model_classes = source.classes
+        self.palette = np.asarray(source.spec.palette(), np.uint8)
+        self.default_lut = None if source.spec.is_ours else source.spec.display_lut()
         self.mean = np.asarray(contract["mean"], np.float32)
         self.std = np.asarray(contract["std"], np.float32)
         self.scale = float(contract.get("scale", 255.0))
         self.bgr = contract.get("channel_order", "RGB").upper() == "BGR"
-        name = ckpt.get("model", {}).get("name", "model")
-        self.description = f"checkpoint {checkpoint or 'default'} ({name}, {self.size[0]} px)"
+        self.description = f"{source.format} {checkpoint or 'default'} ({source.name}, {self.size[0]} px)"
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         x = rgb[..., ::-1] if self.bgr else rgb
@@ -116,24 +126,31 @@ class TFLiteSegmenter(Segmenter):
         palette = self.model.sidecar.get("palette")
         self.palette = np.asarray(palette, np.uint8) if palette else _fallback_palette(len(self.model_classes))
         self.description = f"{Path(path).name} ({self.model.variant}, {self.size[0]}x{self.size[1]})"
+        recorded = self.model.sidecar.get("spec")  # an own model's labels map onto ours as the export recorded
+        self.default_lut = None
+        if isinstance(recorded, dict):
+            from ..model_spec import spec_from_dict
+
+            contract = spec_from_dict(recorded)
+            self.default_lut = None if contract.is_ours else contract.display_lut()
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.logits(rgb), np.float32)
 
 
 def load_segmenter(model: str | Path | None = None, checkpoint: str | Path | None = None,
-                   lut: Sequence[int] | None = None) -> Segmenter:
-    """A TFLite model (model=FILE.tflite) or a checkpoint (the shipped default when both are None);
-    lut: optional model class -> our class table."""
+                   lut: Sequence[int] | None = None, spec: str | Path | dict | None = None,
+                   weights: str | Path | None = None) -> Segmenter:
+    """A TFLite model (FILE.tflite, read through its sidecar) or any model model_source reads (the shipped
+    default when both are None); lut: model class -> our class table [default: the model's mapping]."""
     if model is not None and checkpoint is not None:
-        raise PredictError("give either a .tflite model or a checkpoint, not both")
-    if model is not None:
-        if Path(model).suffix.lower() != ".tflite":
-            raise PredictError(f"{model}: --model takes a .tflite file (use --checkpoint for a .pt)")
+        raise PredictError("give either --model or --checkpoint (the same option), not both")
+    model = model if model is not None else checkpoint
+    if model is not None and str(model).lower().endswith(".tflite"):
         segmenter: Segmenter = TFLiteSegmenter(model)
     else:
-        segmenter = TorchSegmenter(checkpoint)
-    segmenter.set_lut(lut)
+        segmenter = TorchSegmenter(model, spec, weights)
+    segmenter.set_lut(lut if lut is not None else segmenter.default_lut)
     return segmenter
 
 

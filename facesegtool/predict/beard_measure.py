@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from ..data.source import read_index_mask, read_rgb
 from ..labels import CLASS_INDEX

@@ -106,6 +106,8 @@ def predict(
     beard: bool = True,
     lut: Sequence[int] | None = None,
     detector: FaceDetector | str | None = None,
+    spec: str | Path | dict | None = None,
+    weights: str | Path | None = None,
 ) -> PredictReport:
     """Parse every image/video in inputs (folders expand) and write mask, overlay and effect outputs.
 
@@ -132,7 +134,7 @@ def predict(
     out = check_writable_dir(out_dir, "--out")
     check_out_dir(inputs, out)
     if segmenter is None:
-        segmenter = load_segmenter(model, checkpoint, lut)
+        segmenter = load_segmenter(model, checkpoint, lut, spec=spec, weights=weights)
     elif lut is not None:
         segmenter.set_lut(lut)
     if face_crop:

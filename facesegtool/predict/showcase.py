@@ -5,6 +5,8 @@
 * sheet.jpg: the shared photos in the wild, overlay | effects per photo, each labelled with its
   crop seam (share of the hair outline on a crop edge), face crop alone -> whole head;
 * measures.json: predict's figures per photo, plus the crop-only seam and the video figures;
+* zoom.jpg: an eyebrow and the hairline of a 1350 x 1800 portrait at full size, magnified 3x:
+  the argmax upsampled nearest (left, ~5-px steps) and the scores upsampled bilinearly (right);
 * steady.jpg: frames of a shaky clip made from a shared photo (small camera shake and zoom), each
   frame parsed on its own (top row) and with the tracked crop and smoothed scores (bottom row);
   red: pixels whose class changed since the previous frame once the camera's motion is undone.
@@ -83,9 +85,53 @@ def steady_strip(segmenter: Segmenter, detector: FaceDetector, photo: Path, path
     return figures
 
 
+ZOOM_PHOTO = "img47.jpg"  # a 1350 x 1800 portrait: the nearest mask's steps show at full size
+ZOOM_SIDE = 160  # px of the photo per zoomed crop
+ZOOM = 3  # display magnification (nearest, so the photo's own pixels show)
+
+
+def _zoom_box(mask: np.ndarray, region: np.ndarray) -> tuple[int, int]:
+    """Top-left (x, y) of a ZOOM_SIDE square centred on a region's pixels (within the image)."""
+    ys, xs = np.nonzero(region)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    h, w = mask.shape
+    return (min(max(0, cx - ZOOM_SIDE // 2), w - ZOOM_SIDE), min(max(0, cy - ZOOM_SIDE // 2), h - ZOOM_SIDE))
+
+
+def zoom_strip(segmenter: Segmenter, detector: FaceDetector, photo: Path, path: Path) -> dict:
+    """Write zoom.jpg: an eyebrow and the hairline of one photo at its full resolution, the overlay
+    from the nearest-upsampled argmax (left) and from bilinear scores (right), magnified ZOOM x."""
+    rgb = read_rgb(photo)
+    masks = {m: parse_image(rgb, segmenter, detector, upsample=m).mask for m in ("nearest", "bilinear")}
+    mask = masks["bilinear"]
+    brows, hair, face = (mask == segmenter.classes.index(n) for n in ("eyebrows", "hair", "face"))
+    hairline = hair & (cv2.dilate(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    fy, fx = np.nonzero(face)
+    hairline[int(np.median(fy)):] = False  # the forehead's edge, not the neck's
+    band = np.zeros_like(hairline)  # above the forehead's middle
+    cx = int(np.median(fx))
+    band[:, max(0, cx - ZOOM_SIDE // 2) : cx + ZOOM_SIDE // 2] = True
+    hairline = hairline & band if (hairline & band).any() else hairline
+    rows, figures = [], {"photo": photo.name, "size": list(rgb.shape[:2])}
+    for name, region in (("eyebrow", brows), ("hairline", hairline)):
+        x, y = _zoom_box(mask, region)
+        tiles = []
+        for mode in ("nearest", "bilinear"):
+            over = overlay(rgb, masks[mode], 0.5, segmenter.palette, segmenter.classes)[y : y + ZOOM_SIDE, x : x + ZOOM_SIDE]
+            big = cv2.resize(over, None, fx=ZOOM, fy=ZOOM, interpolation=cv2.INTER_NEAREST)
+            tiles.append(np.pad(label_tile(big, f"{name}: {mode}"), ((0, 4), (0, 4), (0, 0)), constant_values=255))
+        rows.append(np.hstack(tiles))
+        figures[name] = {"x": x, "y": y, "side": ZOOM_SIDE}
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError(f"cannot encode {path}")
+    write_bytes_atomic(path, data.tobytes())
+    return figures
+
+
 def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos: str | Path = PHOTOS,
                progress: bool = True) -> dict:
-    """sheet.jpg, measures.json and steady.jpg in out_dir for a checkpoint (the shipped default when None)."""
+    """sheet.jpg, zoom.jpg, measures.json and steady.jpg in out_dir for a checkpoint (the shipped default when None)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     segmenter, detector = TorchSegmenter(checkpoint), load_detector()
@@ -106,6 +152,7 @@ def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos
     doc["seam"]["crop_only_seam_share"] = edge / boundary if boundary else 0.0
     contact_sheet([p.thumbnail for p in report.predictions], out / "sheet.jpg")
     doc["video"] = steady_strip(segmenter, detector, Path(photos) / CLIP_PHOTO, out / "steady.jpg")
+    doc["zoom"] = zoom_strip(segmenter, detector, Path(photos) / ZOOM_PHOTO, out / "zoom.jpg")
     doc["model"] = segmenter.description
     write_bytes_atomic(out / "measures.json", (json.dumps(doc, indent=1) + "\n").encode())
     return doc
@@ -117,7 +164,7 @@ def regenerate(out_dir: str | Path, checkpoint: str | Path | None = None, photos
 @click.option("--photos", type=click.Path(file_okay=False), default=str(PHOTOS), show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="models/default/predict", show_default=True)
 def main(checkpoint, photos, out_dir) -> None:
-    """Remake sheet.jpg, measures.json and steady.jpg (predict's pictures and figures) for a model."""
+    """Remake sheet.jpg, zoom.jpg, measures.json and steady.jpg (predict's pictures and figures) for a model."""
     doc = regenerate(out_dir, checkpoint, photos)
     seam, video = doc["seam"], doc["video"]
     click.echo(f"seam share of the hair outline over {seam['images']} photos: crop only "
@@ -125,7 +172,8 @@ def main(checkpoint, photos, out_dir) -> None:
     click.echo(f"shaky clip ({video['photo']}, {video['frames']} frames), consecutive-frame IoU with the motion undone: "
                f"per frame {video['iou_per_frame']:.4f}, tracked {video['iou_tracked']:.4f}, "
                f"tracked + smoothed {video['iou_tracked_smoothed']:.4f}")
-    click.echo(f"wrote {Path(out_dir) / 'sheet.jpg'}, {Path(out_dir) / 'steady.jpg'}, {Path(out_dir) / 'measures.json'}")
+    click.echo(f"wrote {Path(out_dir) / 'sheet.jpg'}, {Path(out_dir) / 'zoom.jpg'}, {Path(out_dir) / 'steady.jpg'}, "
+               f"{Path(out_dir) / 'measures.json'}")
 
 
 if __name__ == "__main__":
