@@ -53,7 +53,7 @@ SAVE_ADVICE = (
 )
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(CheckpointError, ValueError):
     """The model file cannot be used as given; the message names it and says what to do."""
 
 
@@ -212,7 +212,7 @@ def detect_format(model: str | Path) -> str:
     if not path.is_file():
         if text.endswith(".py"):
             raise ModelSourceError(f"{path}: name the function that builds the model, e.g. --model {path}:build_model")
-        raise ModelSourceError(f"{path}: no such model file")
+        raise ModelSourceError(f"model file not found: {path}")
     if path.suffix == ".py":
         raise ModelSourceError(f"{path}: name the function that builds the model, e.g. --model {path}:build_model")
     if zipfile.is_zipfile(path):
@@ -235,8 +235,9 @@ def detect_format(model: str | Path) -> str:
         return "onnx"
     if head[:1] == b"\x80":  # a legacy (non-zip) torch.save pickle
         return "checkpoint"
-    raise ModelSourceError(f"{path}: not a model file this tool reads (checkpoint, .pt2, TorchScript, ONNX, or "
-                           "--model code.py:function)")
+    what = f"cannot read checkpoint {path}" if path.suffix in (".pt", ".pth", ".ckpt") else str(path)
+    raise ModelSourceError(f"{what}: not a model file this tool reads (a facesegtool checkpoint, .pt2, TorchScript, "
+                           "ONNX, or --model code.py:function); corrupt or truncated?")
 
 
 def _looks_like_onnx(path: Path) -> bool:
@@ -437,7 +438,8 @@ def load_source(
     sha = sha256_of(path)
 
     # Probe once at the size the spec gives (or the graph's, or a guess for the probe only) to count channels.
-    probe_size = size or (raw.get("input") or {}).get("size") or graph_size or (base.size if base else None)
+    # (a static graph runs at its own size; a spec that says otherwise is refused by resolve_spec below)
+    probe_size = graph_size or size or (raw.get("input") or {}).get("size") or (base.size if base else None)
     if fmt == "checkpoint":
         num_channels = len(base.labels)
         probe_out = None
@@ -510,6 +512,7 @@ def load_exported_source(
 ) -> LoadedModel:
     """The model some exports came from: `model` if given, else the one their sidecars record (when the
     file is still there), else the shipped default; its contract from `spec`, else the recorded one."""
+    given = model
     if model is None:
         sources = {json_key(s.get("source") or {"path": s.get("source_checkpoint")}) for s in sidecars}
         if len(sources) == 1:
@@ -519,7 +522,8 @@ def load_exported_source(
                 model, weights = ref, weights or recorded_weights
             elif path and Path(path).is_file():
                 model = ref if ref and Path(ref).is_file() else path
-    if spec is None:
+    # A checkpoint named on the command line carries its own contract; the recorded one is for the rest.
+    if spec is None and not (given is not None and detect_format(given) == "checkpoint"):
         recorded_specs = [s["spec"] for s in sidecars if isinstance(s.get("spec"), dict)]
         if recorded_specs:
             first = recorded_specs[0]

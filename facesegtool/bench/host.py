@@ -248,10 +248,11 @@ def _check_same_model(tflites: list[Path], source: LoadedModel) -> None:
         sidecar = read_sidecar(p)
         exported = sidecar.get("model")
         recorded = (sidecar.get("source") or {}).get("sha256")
-        if (recorded and recorded != source.sha256) or (not recorded and exported and exported != name):
+        if (recorded and recorded != source.sha256) or (exported and exported != name):
             raise BenchError(
-                f"{p.name} was exported from {exported!r} ({(sidecar.get('source') or {}).get('ref', 'another file')}) "
-                f"but {source.ref or source.path} is another model: pass the model it was exported from with --model"
+                f"{p.name} was exported from a {exported!r} model "
+                f"({(sidecar.get('source') or {}).get('ref', 'another file')}) but {source.ref or source.path} is "
+                f"{name!r}: pass the model it was exported from with --model"
             )
 
 

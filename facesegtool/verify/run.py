@@ -50,8 +50,8 @@ def verify(
     source = load_reference(checkpoint, models, spec, weights, num_threads)
     checkpoint, net, ckpt = source.path, source.net, source.ckpt
     for model in models:
-        check_source(model, source)
         check_contract(model, ckpt, checkpoint)
+        check_source(model, source)
     faces = open_faces(data_dir, split, size=int(ckpt["input"]["size"]), limit=limit)
     torch_scores, results = compare(source, models, faces, max_drop, max_class_drop, progress=progress)
     result = VerifyResult(checkpoint, faces, torch_scores, results, max_drop, max_class_drop, source=source.describe(),
