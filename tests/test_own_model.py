@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import own_models  # noqa: E402
 
 SIZE = 128
+# SegFormer's first stage has 32 channels at 1/4 of the input: at 128 px a 1x32x32x32 tensor, whose layout
+# onnx2tf cannot tell by shape (test_ambiguous_layout_is_named_by_diagnose). Users' sizes (512) are fine.
+SIZES = {"segformer": 160}
 TRAIN_IMAGES = 64
 TRAIN_STEPS = 50
 OWN = Path(own_models.__file__)
@@ -106,13 +109,14 @@ def own_models_saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
 
     root = tmp_path_factory.mktemp("own-models")
     saved = {}
-    x = torch.rand(1, 3, SIZE, SIZE)
     for name, (_, spec, _) in own_models.ARCHITECTURES.items():
         net = _train(name)
+        size = SIZES.get(name, SIZE)
+        x = torch.rand(1, 3, size, size)
         folder = root / name
         folder.mkdir()
         spec_file = folder / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": SIZE})))
+        spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": size})))
         torch.save(net.state_dict(), folder / "weights.pt")
         torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
         torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
@@ -121,7 +125,7 @@ def own_models_saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
         saved[name] = {"spec": spec_file, "pt2": folder / f"{name}.pt2", "ts": folder / f"{name}.ts",
                        "module": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt",
                        "onnx": folder / f"{name}.onnx", "net": net, "folder": folder,
-                       "labels": list(PRESETS[spec["preset"]][0])}
+                       "labels": list(PRESETS[spec["preset"]][0]), "size": size}
     return saved
 
 
@@ -150,8 +154,8 @@ def _model_args(saved: dict, fmt: str) -> dict:
 def test_every_format_loads_to_the_same_scores(own_models_saved, fmt):
     from facesegtool.model_source import load_source
 
-    x = torch.rand(1, 3, SIZE, SIZE)
     for name, saved in own_models_saved.items():
+        x = torch.rand(1, 3, saved["size"], saved["size"])
         args = _model_args(saved, fmt)
         source = load_source(args["checkpoint"], spec=args["spec"], weights=args.get("weights"))
         expected_fmt = {"pt2": "exported-program", "ts": "torchscript", "module": "module", "onnx": "onnx"}[fmt]
@@ -182,15 +186,7 @@ def test_contract_inferred_and_assumptions_said(own_models_saved):
 # --- export + verify: fp32 exact, int8 drop reported ----------------------------------------------
 
 
-# Measured limit (onnx2tf 1.29.24): SegFormer-style token reshapes, (B, N, C) -> (B, C, H, W) around the
-# attention and Mix-FFN, are laid out wrongly in NHWC: the fp32 .tflite agrees with PyTorch on ~43 % of
-# pixels (a 9.7-point IoU drop) although every op converts (exact GELU's Erf via onnx2tf's pseudo-Erf).
-SEGFORMER_LIMIT = ("onnx2tf 1.29.24 mis-lays-out SegFormer-style (B, N, C) <-> (B, C, H, W) token reshapes: "
-                   "fp32 agreement ~43 %; README 'Your own model' states the limit")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SEGFORMER_LIMIT))
-                                  if n == "segformer" else n for n in own_models.ARCHITECTURES])
+@pytest.mark.parametrize("name", list(own_models.ARCHITECTURES))
 def test_every_architecture_converts_exactly_in_every_format(own_models_saved, name, tmp_path):
     from facesegtool.export import export
     from facesegtool.verify import verify
@@ -406,3 +402,31 @@ def test_predict_runs_a_19_class_model_through_its_mapping(own_models_saved, tmp
                      effects="hair=#8040C0,lips=#C02040")
     assert len(report.predictions) == 3
     assert all((tmp_path / "out" / f"{n}_effect.png").is_file() for n in names)
+
+
+def test_ambiguous_layout_is_warned_at_export_and_named_by_diagnose(own_models_saved, tmp_path):
+    """At 128 px the SegFormer's first stage is 1x32x32x32: onnx2tf cannot tell its layout by shape and
+    lays it out wrongly. export warns before anyone runs it; verify --diagnose names the first wrong node
+    and the Reshape that made its input; at 160 px (the test above) the same net converts exactly."""
+    from facesegtool.export import export
+    from facesegtool.verify import summary_text, verify
+
+    saved = own_models_saved["segformer"]
+    onnx_path = tmp_path / "segformer128.onnx"
+    torch.onnx.export(saved["net"], (torch.rand(1, 3, SIZE, SIZE),), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=["logits"])
+    spec = {"preset": "lapa11", "input": {"size": SIZE}}
+    out = tmp_path / "exports"
+    report = export(onnx_path, spec=spec, quant="fp32", out_dir=out, progress=False)
+    reshapes = {a["node"] for a in report.ambiguous_layouts}
+    assert reshapes and all(a["op_type"] == "Reshape" and a["shape"] == [1, 32, 32, 32] for a in report.ambiguous_layouts)
+    assert any("cannot tell NCHW from NHWC" in w for w in report.warnings)
+    result = verify(onnx_path, spec=spec, export_dir=out, data_dir=CELEBAMASK_MINI, limit=4, diagnose=True,
+                    progress=False)
+    fp32 = result.models[0]
+    assert fp32.agreement.pixel_accuracy < 0.99
+    fault = fp32.conversion
+    assert fault["exact"] is False
+    culprits = fault["channels_first_inputs"]
+    assert culprits and culprits[0]["producer"] in reshapes and culprits[0]["producer_op"] == "Reshape"
+    assert f"made by {culprits[0]['producer']}" in summary_text(result)

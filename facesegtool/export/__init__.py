@@ -32,6 +32,7 @@ from ..model_source import ContractNet, LoadedModel, ModelSourceError, load_sour
 from ..model_spec import ModelSpecError
 from . import tflite as tflite_convert
 from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images
+from .conversion_check import ambiguous_layouts
 from .onnx import OPSET, BakedNormalization, ExportError, adapt_onnx, export_onnx
 from .op_analysis import LAYOUT_OPS, gpu_warning
 from .sidecar import VARIANTS, SidecarError, make_sidecar, read_sidecar, sidecar_path, write_sidecar
@@ -90,6 +91,7 @@ class ExportReport:
     total_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # what the model's contract assumed (model_spec)
     model_args: list[str] = field(default_factory=list)  # --model ... naming it on the next commands
+    ambiguous_layouts: list[dict] = field(default_factory=list)  # conversion_check.ambiguous_layouts of the ONNX
 
     def table(self) -> str:
         rows = [("ONNX", self.onnx.name, f"{self.onnx.stat().st_size / 1e6:.2f}", self.onnx_seconds)]
@@ -116,7 +118,15 @@ class ExportReport:
     @property
     def warnings(self) -> list[str]:
         """A float model that would not run whole on a phone's GPU delegate (fp16 is the GPU's variant)."""
-        return [w for v in self.variants.values() if v.variant == "fp16" and (w := gpu_warning(v.variant, v.graph))]
+        found = [w for v in self.variants.values() if v.variant == "fp16" and (w := gpu_warning(v.variant, v.graph))]
+        if self.ambiguous_layouts:
+            where = ", ".join(f"{a['node']} ({a['op_type']}) -> {'x'.join(map(str, a['shape']))}"
+                              for a in self.ambiguous_layouts[:3])
+            more = f" and {len(self.ambiguous_layouts) - 3} more" if len(self.ambiguous_layouts) > 3 else ""
+            found.append(f"{where}{more}: as many channels as rows or columns, so onnx2tf cannot tell NCHW from NHWC "
+                         "by shape there and may lay the tensor out wrongly; verify measures it (--diagnose names "
+                         "the node), and another --size avoids it")
+        return found
 
     def next_commands(self) -> list[str]:
         """The commands to run next, shell-quoted: paths with spaces paste as they are."""
@@ -353,6 +363,7 @@ def export(
             tf_seconds=conversion.tf_seconds,
             calibration=calibration,
             options=options,
+            ambiguous_layouts=ambiguous_layouts(onnx_tmp),
         )
         staged: list[tuple[Path, Path, VariantResult]] = []
         for variant in variants:

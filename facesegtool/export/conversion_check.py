@@ -15,6 +15,13 @@ a 300-node graph takes 10 conversions, all in one child process so TensorFlow lo
 Errors are relative to each tensor's scale: max |tflite - onnx| / max(1, max |onnx|) > tolerance.
 onnx2tf makes 4-D tensors NHWC: a TFLite tensor is compared in the layout whose shape matches,
 and a shape that matches no layout (a broadcast gone wrong) is a fault in itself.
+
+Shapes are all onnx2tf has to tell NCHW from NHWC where a Reshape makes a 4-D tensor out of
+tokens or another layout. When such a tensor has as many channels as rows or columns
+(1x32x32x32: a SegFormer stage of 32 channels at 1/4 of a 128-px input), both layouts have the
+same shape and onnx2tf can keep it channels-first while every later op reads it as channels-last.
+`ambiguous_layouts` lists those tensors before converting; the bisection then names, beside the
+first wrong node, the input it found exact only channels-first and the node that made it.
 """
 
 from __future__ import annotations
@@ -61,7 +68,8 @@ def locate_conversion_fault(
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     graph = model.graph
     nodes = list(graph.node)
-    float_tensors = _float_tensors(model)
+    # Only tensors computed from the image: a Constant's value is not converted, and onnx2tf folds it away.
+    float_tensors = _float_tensors(model) & _computed_from_input(model)
     candidates = [k for k, n in enumerate(nodes) if any(o in float_tensors for o in n.output)]
     if not candidates:
         raise ConversionCheckError(f"{onnx_path}: no node with a float output to check")
@@ -79,6 +87,9 @@ def locate_conversion_fault(
             prefix = Path(tmp) / f"prefix_{k}.onnx"
             onnx.utils.extract_model(str(onnx_path), str(prefix), [i.name for i in graph.input], outputs)
             got = converter.convert(prefix, _rename_outputs(prefix))
+            if any(len(g) != len(outputs) for g in got):
+                raise ConversionCheckError(f"the converted prefix {prefix.name} has {len(got[0])} outputs, "
+                                           f"its ONNX graph {len(outputs)}: cannot compare them")
             checked[pos] = {name: _compare(reference[name], [g[j] for g in got], tolerance)
                             for j, name in enumerate(outputs)}
             bar.update(1)
@@ -100,6 +111,13 @@ def locate_conversion_fault(
 
     node = nodes[candidates[bad]]
     errors = checked[bad]
+    producers = {o: n for n in nodes for o in n.output}
+    exact_before = checked.get(good, {})
+    # An input exact only as-is (channels-first) in a shape that reads both ways: onnx2tf's layout guess failed there.
+    channels_first = [{"name": i, "shape": exact_before[i]["onnx_shape"], "producer": producers[i].name,
+                       "producer_op": producers[i].op_type}
+                      for i in node.input if i in exact_before and i in producers
+                      and exact_before[i]["layout"] == "as-is" and _layout_ambiguous(exact_before[i]["onnx_shape"])]
     own = [o for o in node.output if o in errors and errors[o]["bad"]] or [n for n, e in errors.items() if e["bad"]]
     worst = errors[own[0]]
     shapes = _shapes(model)
@@ -120,6 +138,7 @@ def locate_conversion_fault(
         "rel_error": finite(worst["rel_error"]),
         "shape_mismatch": worst["shape_mismatch"],
         "previous_exact": None if bad == 0 else nodes[candidates[bad - 1]].name,
+        "channels_first_inputs": channels_first,
         "tolerance": tolerance,
         "conversions": converter.count,
         "seconds": round(time.time() - started, 1),
@@ -138,7 +157,37 @@ def describe_fault(fault: dict) -> str:
             else f"max |error| {fault['max_abs_error']:.4g} (relative {fault['rel_error']:.3g}) on {fault['onnx_shape']}")
     return (f"conversion check: first node whose TFLite output differs from ONNX Runtime: {fault['node']} "
             f"({fault['op_type']}, node {fault['index']} of {fault['nodes']}): {what}; inputs {ins}. "
-            f"Everything before it converts exactly ({fault['conversions']} conversions, {fault['seconds']:.0f}s).")
+            f"Everything before it converts exactly ({fault['conversions']} conversions, {fault['seconds']:.0f}s)."
+            + "".join(f" Cause: its input {c['name']} {c['shape']}, made by {c['producer']} ({c['producer_op']}), "
+                      "has as many channels as rows or columns, so onnx2tf cannot tell NCHW from NHWC by its shape "
+                      "and kept it channels-first while the next op reads it channels-last; at an input size where "
+                      "its channels differ from its height and width it converts (export warns of such tensors)."
+                      for c in fault.get("channels_first_inputs", [])))
+
+
+def ambiguous_layouts(onnx_path: str | Path) -> list[dict]:
+    """4-D tensors that a Reshape makes with C equal to H or W: see the module doc (a Transpose's layout
+    onnx2tf tracks by its permutation, not by shape).
+
+    Each: {"node", "op_type", "output", "shape"}. Static shapes only (ONNX shape inference)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    shapes = _shapes(model)
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        for out in node.output:
+            shape = shapes.get(out)
+            if shape and _layout_ambiguous(shape):
+                found.append({"node": node.name or out, "op_type": node.op_type, "output": out, "shape": shape})
+    return found
+
+
+def _layout_ambiguous(shape: list[int]) -> bool:
+    """N x C x H x W with C > 1 equal to H or W: the NHWC shape of an NCHW tensor could be either."""
+    return len(shape) == 4 and all(d > 0 for d in shape) and shape[1] > 1 and shape[1] in (shape[2], shape[3])
 
 
 # --- the graph ------------------------------------------------------------------------------------
@@ -147,6 +196,16 @@ def describe_fault(fault: dict) -> str:
 def _float_tensors(model) -> set[str]:
     infos = list(model.graph.value_info) + list(model.graph.output)
     return {v.name for v in infos if v.type.tensor_type.elem_type in FLOAT_TYPES and v.type.tensor_type.HasField("shape")}
+
+
+def _computed_from_input(model) -> set[str]:
+    """Tensors that depend on a graph input (nodes are in topological order, as ONNX requires)."""
+    weights = {t.name for t in model.graph.initializer}
+    live = {i.name for i in model.graph.input if i.name not in weights}
+    for node in model.graph.node:
+        if any(i in live for i in node.input):
+            live.update(node.output)
+    return live
 
 
 def _shapes(model) -> dict[str, list[int]]:
@@ -197,13 +256,16 @@ def _reference_values(model, float_tensors: set[str], batch: list[np.ndarray]) -
 def _compare(want: list[np.ndarray], got: list[np.ndarray], tolerance: float) -> dict:
     """Worst error over the inputs; the TFLite tensor in whichever layout (as is, or channels last) fits."""
     worst = {"bad": False, "max_abs_error": 0.0, "rel_error": 0.0, "shape_mismatch": False,
-             "onnx_shape": list(want[0].shape), "tflite_shape": list(got[0].shape)}
+             "onnx_shape": list(want[0].shape), "tflite_shape": list(got[0].shape), "layout": "as-is"}
     for w, g in zip(want, got):
-        layouts = [w] + ([np.moveaxis(w, 1, -1)] if w.ndim >= 3 else [])
-        errors = [float(np.abs(g - lay).max()) for lay in layouts if lay.shape == g.shape]
+        layouts = {"as-is": w, **({"channels-last": np.moveaxis(w, 1, -1)} if w.ndim >= 3 else {})}
+        errors = {name: float(np.abs(g - lay).max()) for name, lay in layouts.items() if lay.shape == g.shape}
         if not errors:
             return dict(worst, bad=True, shape_mismatch=True, max_abs_error=float("inf"), rel_error=float("inf"))
-        err = min(errors)
+        # channels-last first: on a tie (a constant tensor) it is the layout onnx2tf means to keep
+        layout = min(sorted(errors, reverse=True), key=errors.get)
+        err = errors[layout]
+        worst["layout"] = layout  # the same for every input: one conversion
         rel = err / max(1.0, float(np.abs(w).max()))
         if rel > worst["rel_error"]:
             worst.update(max_abs_error=err, rel_error=rel)

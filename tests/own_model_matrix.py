@@ -1,0 +1,129 @@
+"""The "bring your own model" matrix: four architectures x four ways to hand them over, measured.
+
+    .venv/bin/python tests/own_model_matrix.py --out reports/own-models [--faces 50]
+
+Each architecture of tests/own_models.py is trained as tests/test_own_model.py trains it (50 Adam
+steps on 64 real faces), saved as a torch.export program, TorchScript, code + weights and ONNX, then
+each form goes through `export --quant fp32,int8`, `verify` on real val faces and `bench --device host`
+(1 thread). Prints one markdown table (also written to matrix.md, rows to matrix.json): converted?,
+fp32 argmax agreement, int8 drop and agreement, ops, GPU-delegate refusals, host ms of int8 TFLite
+beside the reference (PyTorch, or ONNX Runtime for an .onnx) and ONNX Runtime on the exported graph.
+A benchmark to run by hand (about 30 minutes on 2 cores), not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import own_models  # noqa: E402
+from conftest import CELEBAMASK_MINI  # noqa: E402
+from test_own_model import FORMATS, OWN, SIZE, SIZES, _builder, _output_names, _train  # noqa: E402
+
+FORM_NAMES = {"pt2": "ExportedProgram", "ts": "TorchScript", "module": "code + weights", "onnx": "ONNX"}
+
+
+def save_forms(name: str, net: torch.nn.Module, folder: Path) -> tuple[dict, Path]:
+    """The four files a user would hand over, and the spec."""
+    _, spec, _ = own_models.ARCHITECTURES[name]
+    size = SIZES.get(name, SIZE)
+    x = torch.rand(1, 3, size, size)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_file = folder / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": size})))
+    torch.save(net.state_dict(), folder / "weights.pt")
+    torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
+    torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
+    torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=_output_names(name))
+    forms = {"pt2": {"checkpoint": folder / f"{name}.pt2"}, "ts": {"checkpoint": folder / f"{name}.ts"},
+             "module": {"checkpoint": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt"},
+             "onnx": {"checkpoint": folder / f"{name}.onnx"}}
+    return forms, spec_file
+
+
+def measure(args: dict, spec: Path, out: Path, faces: int) -> dict:
+    from facesegtool.bench.host import run_host_bench
+    from facesegtool.export import export
+    from facesegtool.verify import verify
+
+    row: dict = {}
+    started = time.time()
+    report = export(quant="fp32,int8", out_dir=out, progress=False, spec=spec, replace=True, **args)
+    row["converted"] = sorted(report.variants)
+    row["ops"] = {v: sum(r.graph["ops"].values()) for v, r in report.variants.items()}
+    row["gpu"] = report.variants["fp32"].gpu_summary
+    row["warnings"] = report.warnings
+    result = verify(args["checkpoint"], spec=spec, weights=args.get("weights"), export_dir=out, data_dir=CELEBAMASK_MINI,
+                    limit=faces, diagnose=False, progress=False)
+    by = {m.variant: m for m in result.models}
+    row["fp32_agreement"] = by["fp32"].agreement.pixel_accuracy
+    row["fp32_drop"] = by["fp32"].drop
+    row["int8_agreement"] = by["int8"].agreement.pixel_accuracy
+    row["int8_drop"] = by["int8"].drop
+    row["int8_drop_no_bg"] = by["int8"].drop_no_bg
+    row["reference"] = result.source["reference"]
+    bench = run_host_bench(args["checkpoint"], export_dir=out, threads=[1], runs=20, warmup=3, progress=False,
+                           spec=spec, weights=args.get("weights"))
+    ms = {}
+    for r in bench["results"]:
+        if r["status"] == "ok":
+            key = r["runtime"] if r["runtime"] != "tflite" else f"tflite {r.get('variant')}"
+            ms[key] = r["median_ms"]
+    row["ms"] = ms
+    row["seconds"] = round(time.time() - started, 1)
+    return row
+
+
+def table(rows: dict) -> str:
+    lines = ["| architecture | form | converted | fp32 agreement | int8 drop (pt) | int8 agreement | ops fp32/int8 "
+             "| GPU delegate (fp32) | ms int8 TFLite | ms ONNX Runtime | ms PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (name, fmt), r in rows.items():
+        if "error" in r:
+            lines.append(f"| {name} | {FORM_NAMES[fmt]} | no: {r['error'][:80]} | | | | | | | | |")
+            continue
+        ms = r["ms"]
+        lines.append(
+            f"| {name} | {FORM_NAMES[fmt]} | {'+'.join(r['converted'])} | {100 * r['fp32_agreement']:.2f} % "
+            f"| {r['int8_drop']:.2f} | {100 * r['int8_agreement']:.2f} % | {r['ops']['fp32']}/{r['ops']['int8']} "
+            f"| {r['gpu']} | {ms.get('tflite int8', float('nan')):.2f} | {ms.get('onnxruntime', float('nan')):.2f} "
+            f"| {ms.get('pytorch', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("reports/own-models"))
+    parser.add_argument("--faces", type=int, default=50, help="val faces verify scores on")
+    parser.add_argument("--only", nargs="*", default=list(own_models.ARCHITECTURES))
+    opts = parser.parse_args()
+    torch.set_num_threads(2)
+    rows: dict = {}
+    for name in opts.only:
+        net = _train(name)
+        forms, spec = save_forms(name, net, opts.out / name / "model")
+        for fmt in FORMATS:
+            print(f"{name} / {FORM_NAMES[fmt]} ...", flush=True)
+            try:
+                rows[(name, fmt)] = measure(forms[fmt], spec, opts.out / name / fmt, opts.faces)
+            except Exception as exc:  # a form that fails is a row of the table, not the end of the run
+                traceback.print_exc()
+                rows[(name, fmt)] = {"error": f"{type(exc).__name__}: {exc}"}
+            (opts.out / "matrix.json").write_text(json.dumps({f"{n}/{f}": r for (n, f), r in rows.items()}, indent=1))
+    text = table(rows)
+    (opts.out / "matrix.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
