@@ -7,7 +7,8 @@ golden files that prove its plain-Java core computes what the Python code comput
 
 Golden files (android_demo/core/src/test/resources/golden/), plain formats that JUnit reads
 without any library: PPM (P6) for RGB pictures, PGM (P5) for masks, raw little-endian NHWC
-tensors (.f32 float32, .i8 int8), gzipped where large, and JSON (cases.json, sidecars).
+tensors (.f32 float32, .i8 int8, .u16 uint16 soft alphas), gzipped where large, and JSON
+(cases.json, sidecars).
 Inputs are written once from a real face; expectations are recomputed from the committed
 inputs by tests/test_android_core.py, so a change on either side shows.
 """
@@ -23,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .predict.effects import Effects, apply_effects, colour_mask, overlay, resize_mask_nearest
+from .predict.effects import (EFFECT_CLASSES, EXP_TABLE, Effects, apply_effects, class_weights, colour_mask, overlay,
+                              resize_mask_nearest, soft_alphas)
 from .labels import CLASSES, PALETTE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +143,7 @@ GOLDEN_RESIZE = (80, 96)  # (height, width) of the bilinear resize check against
 GOLDEN_FRAMES = 5  # frames of the temporal smoothing check
 SMOOTH_SIZE = 48  # their side (px)
 GOLDEN_STRENGTH = 0.6
+SOFT_UP_FRAME = 0  # frame of frames_float32 (SMOOTH_SIZE^2 scores) upsampled to the face's size for the soft effects
 
 
 def _sidecar(dtype: str, quant_in: dict | None, quant_out: dict | None, size: int) -> dict:
@@ -326,6 +329,7 @@ def write_golden_expectations(golden_dir: Path) -> list[Path]:
     # Java's bilinear resize is checked against OpenCV's within +-1 (OpenCV rounds in fixed point).
     put("resize_bilinear.ppm", cv2.resize(image, GOLDEN_RESIZE[::-1], interpolation=cv2.INTER_LINEAR))
     written += _steady_expectations(golden_dir, cases, h)
+    written += _soft_expectations(golden_dir, cases, image)
     (golden_dir / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     written.append(golden_dir / "cases.json")
     return written
@@ -380,6 +384,58 @@ def _steady_expectations(golden_dir: Path, cases: dict, size: int) -> list[Path]
     }
     return [golden_dir / f for f in ("head_mask.pgm", "scores_int8.f32.gz", "smooth_masks.pgm", "smooth_last.f32.gz",
                                       "upsampled_scores.pgm", "upsampled_coarse.pgm")]
+
+
+def _soft_expectations(golden_dir: Path, cases: dict, image: np.ndarray) -> list[Path]:
+    """Soft alphas (effects.soft_alphas) of the golden scores, logits and probabilities, and the effects
+    blended with them: at the score grid's size, and from a coarse grid (a smoothing frame) upsampled
+    to the face's size (the app's path: upsampled scores -> argmax mask and alphas)."""
+    from .predict.upsample import upsample_scores
+
+    n, (h, w) = len(CLASSES), image.shape[:2]
+    written: list[Path] = []
+
+    def put_alphas(name: str, alphas: dict[str, np.ndarray]) -> str:
+        _write_tensor(golden_dir / name, np.stack([alphas[c] for c in EFFECT_CLASSES], -1))
+        written.append(golden_dir / name)
+        return name
+
+    def put_picture(name: str, pixels: np.ndarray) -> str:
+        write_pnm(golden_dir / name, pixels)
+        written.append(golden_dir / name)
+        return name
+
+    logits = _read_tensor(golden_dir / "logits_float32.f32.gz", "float32", (h, w, n))
+    int8 = _read_tensor(golden_dir / "scores_int8.f32.gz", "float32", (h, w, n))
+    frames = _read_tensor(golden_dir / "frames_float32.f32.gz", "float32", (GOLDEN_FRAMES, SMOOTH_SIZE, SMOOTH_SIZE, n))
+    coarse = frames[SOFT_UP_FRAME]
+    # Probabilities exact in any numpy: the coarse frame's integer softmax weights normalised (float64, then float32).
+    weights = class_weights(coarse)
+    probs = (weights / weights.sum(-1, keepdims=True)).astype(np.float32)
+    _write_tensor(golden_dir / "probs_float32.f32.gz", probs)
+    written.append(golden_dir / "probs_float32.f32.gz")
+    soft: dict = {"classes": list(EFFECT_CLASSES), "exp_table": EXP_TABLE.tolist(), "alphas": [], "effects": []}
+    for scores, source, kind, name in ((logits, "logits_float32.f32.gz", "logits", "soft_float32.u16.gz"),
+                                       (int8, "scores_int8.f32.gz", "logits", "soft_int8.u16.gz"),
+                                       (probs, "probs_float32.f32.gz", "probabilities", "soft_probs.u16.gz")):
+        put_alphas(name, soft_alphas(scores, kind))
+        soft["alphas"].append({"scores": source, "shape": list(scores.shape), "kind": kind, "alphas": name})
+    for alpha, dtype, scores, source in ((0.6, "float32", logits, "logits_float32.f32.gz"),
+                                         (1.0, "float32", logits, "logits_float32.f32.gz"),
+                                         (0.6, "int8", int8, "scores_int8.f32.gz")):
+        mask = read_pnm(golden_dir / f"mask_{dtype}.pgm")
+        picture = f"effects_soft{'_int8' if dtype == 'int8' else ''}_a{int(round(alpha * 100)):03d}.ppm"
+        put_picture(picture, apply_effects(image, mask, GOLDEN_EFFECTS, alpha, soft=soft_alphas(scores)))
+        soft["effects"].append({"alpha": alpha, "mask": f"mask_{dtype}.pgm", "scores": source, "effects": picture})
+    up = upsample_scores(coarse, h, w)
+    mask, alphas = up.argmax(-1).astype(np.uint8), soft_alphas(up)
+    soft["upsampled"] = {
+        "scores": "frames_float32.f32.gz", "frame": SOFT_UP_FRAME, "shape": [SMOOTH_SIZE, SMOOTH_SIZE, n], "out": [h, w],
+        "mask": put_picture("soft_up_mask.pgm", mask), "alphas": put_alphas("soft_up.u16.gz", alphas), "alpha": 1.0,
+        "effects": put_picture("effects_soft_up_a100.ppm", apply_effects(image, mask, GOLDEN_EFFECTS, 1.0, soft=alphas)),
+    }
+    cases["soft"] = soft
+    return written
 
 
 def golden_face(stem: str, size: int = GOLDEN_SIZE, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

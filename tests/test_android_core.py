@@ -77,6 +77,27 @@ def test_goldens_cover_a_real_face_with_every_effect_class(fresh_goldens):
     assert {c["alpha"] for c in cases["effects"]} == {0.6, 1.0}
 
 
+def test_soft_goldens_fade_at_the_edges(fresh_goldens):
+    """The soft-alpha goldens exercise the fade: most hair edge pixels get an alpha strictly between
+    0 and 256, in the float, int8, probability and upsampled cases; the soft effects differ from the
+    hard ones."""
+    from facesegtool.android import _read_tensor, read_pnm
+
+    cases = json.loads((fresh_goldens / "cases.json").read_text())["soft"]
+    hair = cases["classes"].index("hair")
+    for case in cases["alphas"] + [cases["upsampled"]]:
+        h, w = case.get("out", case["shape"])[:2]
+        alpha = _read_tensor(fresh_goldens / case["alphas"], "uint16", (h, w, len(cases["classes"])))[..., hair]
+        assert alpha.max() <= 256
+        inside = alpha >= 128
+        edge = (inside[1:, 1:] != inside[:-1, 1:]) | (inside[1:, 1:] != inside[1:, :-1])
+        fading = (alpha[1:, 1:][edge] > 16) & (alpha[1:, 1:][edge] < 240)
+        assert edge.sum() > 50 and fading.mean() > 0.5, case["alphas"]
+    soft = read_pnm(fresh_goldens / "effects_soft_a100.ppm")
+    hard = read_pnm(fresh_goldens / "effects_a100.ppm")
+    assert (soft != hard).any(-1).mean() > 0.05
+
+
 def test_steady_goldens_exercise_the_merge_and_the_smoothing(fresh_goldens):
     """The whole-head mask has hair past the crop's window; the smoothing restarts on the two cuts."""
     from facesegtool.android import read_pnm

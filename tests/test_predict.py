@@ -120,15 +120,22 @@ def test_parts_are_found_inside_the_face_crops(small_checkpoint):
     assert (parsed.mask[~inside] == 0).all()
 
 
-def test_effect_image_differs_only_on_effect_classes(wild_predictions):
+def test_effect_image_differs_only_on_effect_classes_and_their_fades(wild_predictions, small_checkpoint):
+    """Effects change the effect classes' pixels and, outside them, only where an effect class's soft
+    alpha fades in (the model gives it over 1/4 there)."""
+    seg, det = TorchSegmenter(small_checkpoint), FaceDetector()
     for p in wild_predictions.predictions:
         rgb = read_rgb(p.input)
         mask = mask_from_colours(read_rgb(p.outputs["mask"]))
+        parsed = parse_image(rgb, seg, det)
+        assert np.array_equal(parsed.mask, mask), "the parse predict made"
+        fading = np.any([a > 0 for a in parsed.alphas.values()], axis=0)
         effect = read_rgb(p.outputs["effect"])
         diff = (effect != rgb).any(-1)
         allowed = np.isin(mask, [CLASS_INDEX[n] for n in ("hair", "lips", "eyebrows", "face")])
         assert diff.any(), f"{p.input.name}: effects changed nothing"
-        assert not diff[~allowed].any(), f"{p.input.name}: effects changed pixels of other classes"
+        assert diff[~allowed].any(), f"{p.input.name}: no fade past the classes' edges"
+        assert not diff[~allowed & ~fading].any(), f"{p.input.name}: effects changed pixels no effect class reaches"
         overlay = read_rgb(p.outputs["overlay"])
         assert np.array_equal(overlay[mask == 0], rgb[mask == 0])
         assert (overlay != rgb).any(-1)[mask != 0].mean() > 0.9
@@ -291,7 +298,7 @@ def shipped():
 
 def test_a_beards_hair_pixels_below_the_mouth_are_not_recoloured(shipped):
     """FaceSynthetics 000071: a full beard the shipped model parses partly as hair. With the rule,
-    the labelled beard below the mouth keeps its pixels under the hair effect."""
+    the labelled beard below the mouth keeps its pixels under the hair effect, hard or soft."""
     from facesegtool.data.source import read_index_mask
     from facesegtool.predict.effects import Effects, apply_effects
 
@@ -311,10 +318,15 @@ def test_a_beards_hair_pixels_below_the_mouth_are_not_recoloured(shipped):
     assert as_hair.sum() > 500, "the model no longer parses this beard as hair: pick another test face"
     recoloured_before = (apply_effects(rgb, before, hair, 1.0) != rgb).any(-1)
     assert recoloured_before[as_hair].mean() > 0.9
-    after = parse_image(rgb, shipped, det).mask
+    parsed = parse_image(rgb, shipped, det)
+    after = parsed.mask
     recoloured = (apply_effects(rgb, after, hair, 1.0) != rgb).any(-1)
     assert recoloured[as_hair].mean() < 0.1
     assert (after[as_hair] == CLASS_INDEX["beard"]).mean() > 0.9
+    # The soft hair alpha (the model's hair probability) is cleared on the beard, so the fade spares it too.
+    assert not parsed.alphas["hair"][after == CLASS_INDEX["beard"]].any()
+    recoloured = (apply_effects(rgb, after, hair, 1.0, soft=parsed.alphas) != rgb).any(-1)
+    assert recoloured[as_hair].mean() < 0.1
 
 
 def test_out_equal_to_the_input_folder_is_refused(tmp_path):

@@ -36,6 +36,7 @@ class Segmenter:
     default_lut: np.ndarray | None = None  # the model's own mapping onto our classes (None: it has ours)
     palette: np.ndarray
     description: str
+    output_kind: str = "logits"  # what scores() gives: logits or probabilities (the model's contract says)
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -60,6 +61,13 @@ class Segmenter:
         """h x w x C scores -> h x w uint8 mask in self.classes (first maximum wins, as in Java)."""
         idx = scores.argmax(-1)
         return self.lut[idx] if self.lut is not None else idx.astype(np.uint8)
+
+    def soft_alphas(self, scores: np.ndarray, kind: str | None = None) -> dict[str, np.ndarray]:
+        """h x w x C scores (at the output's pixels) -> the effect classes' soft alphas 0..256, by name
+        (effects.soft_alphas); kind: of these scores when not the model's own (refined: probabilities)."""
+        from .effects import soft_alphas
+
+        return soft_alphas(scores, kind or self.output_kind, self.lut, self.classes)
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
         """Any-size RGB image resized to the model's input (INTER_AREA when shrinking)."""
@@ -100,6 +108,7 @@ class TorchSegmenter(Segmenter):
         self.model_classes = source.classes
         self.palette = np.asarray(source.spec.palette(), np.uint8)
         self.default_lut = None if source.spec.is_ours else source.spec.display_lut()
+        self.output_kind = source.spec.output_kind
         self.mean = np.asarray(contract["mean"], np.float32)
         self.std = np.asarray(contract["std"], np.float32)
         self.scale = float(contract.get("scale", 255.0))
@@ -126,6 +135,7 @@ class TFLiteSegmenter(Segmenter):
         palette = self.model.sidecar.get("palette")
         self.palette = np.asarray(palette, np.uint8) if palette else _fallback_palette(len(self.model_classes))
         self.description = f"{Path(path).name} ({self.model.variant}, {self.size[0]}x{self.size[1]})"
+        self.output_kind = (self.model.sidecar.get("output") or {}).get("kind", "logits")
         recorded = self.model.sidecar.get("spec")  # an own model's labels map onto ours as the export recorded
         self.default_lut = None
         if isinstance(recorded, dict):

@@ -83,3 +83,18 @@ def derive_beard(mask: np.ndarray, classes: Sequence[str], region: tuple[int, in
     keep = np.isin(labels, keep_ids)
     sub[keep] = beard
     return mask
+
+
+def clear_beard_alpha(alphas: dict[str, np.ndarray] | None, mask: np.ndarray, classes: Sequence[str],
+                      radius: int) -> None:
+    """The hair's soft alpha (effects.soft_alphas) set to 0, in place, on beard pixels and on the other
+    non-hair pixels within `radius` px of one: the beard's pixels carry the model's hair probability,
+    so the hair effect's fade would recolour the beard and tint a rim of skin around it."""
+    names = list(classes)
+    if not alphas or "hair" not in alphas or "beard" not in names:
+        return
+    beard = (mask == names.index("beard")).astype(np.uint8)
+    if not beard.any():
+        return
+    near = cv2.dilate(beard, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    alphas["hair"][near & (mask != names.index("hair"))] = 0

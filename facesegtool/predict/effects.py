@@ -1,22 +1,40 @@
-"""Beauty effects and the translucent overlay, from a class mask on an RGB uint8 image.
+"""Beauty effects and the translucent overlay, from a class mask on an RGB uint8 image, and the
+soft alphas that let an effect fade at its class's edge instead of stepping.
 
 Pure numpy integer arithmetic, so that the Java port in android_demo/core
 (com.facesegtool.core.Effects) gives the same pixels; golden files prove it. Rules both sides
 follow exactly:
 
 * strength: alpha in [0, 1] becomes an integer a = floor(alpha * 256 + 0.5) in 0..256;
-  blend(src, dst) = (src * (256 - a) + dst * a + 128) >> 8.
+  blend(src, dst) = (src * (256 - a) + dst * a + 128) >> 8 (the overlay).
+* effects blend per pixel with weight w = a * p in 0..65536, p the pixel's alpha for the effect's
+  class in 0..256: blend(src, dst) = (src * (65536 - w) + dst * w + 32768) >> 16. With a hard mask
+  p = 256 on the class's pixels and 0 elsewhere (w = 256 a: exactly the 8-bit blend above).
+* soft alpha p from the class scores at the output's pixels (soft_alphas), in integers so that
+  Java's exp or summation order never matters. Each class j gets a weight e_j in 0..65536:
+  logits: k_j = min(rint(32 * (max_i s_i - s_j)), 378) (float32 difference, ties to even), e_j =
+  EXP_TABLE[k_j] with EXP_TABLE[k] = floor(65536 * exp(-k / 32) + 0.5) (a softmax on a 1/32 logit
+  grid; the table ends at its first 0, k = 378; every entry is >= 1e-3 from a rounding boundary, so
+  a last-bit difference between two exp implementations cannot change it); probabilities: e_j =
+  clamp(rint(65536 * s_j), 0, 65536). With d = the sum of all e_j and n = the sum over the model
+  classes shown as the effect's class, p = clamp((512 * n + d // 2) // d - 128, 0, 256) (0 when
+  d = 0): the class's probability n / d ramped from 0 at 1/4 to 256 at 3/4. Faint doubt (< 1/4)
+  must not tint pixels far from the class (raw probabilities tinted 174k pixels up to 394 px from
+  any effect class on a wild photo with the shipped model), and near-certainty is full strength,
+  so a class's inside gets the hard mask's pixels and only its edge fades.
+* effects apply in order smooth, hair, lips, brows, each to the result of the one before (with a
+  hard mask they touch disjoint classes, so the order does not matter; soft alphas overlap at edges).
 * luma Y = (77 R + 150 G + 29 B + 128) >> 8 (BT.601 weights in 8-bit fixed point).
 * hair / lips: recolour keeping the shading: dst = clamp(colour + (Y - Y(colour)), 0, 255).
 * brows: darken by a multiply blend: dst = (src * colour + 127) // 255.
 * smooth: face pixels get the mean of the face pixels in their (2r+1)^2 box (only face pixels
   count, so the filter never mixes in eyes, brows, lips or hair: it is edge-preserving at the
-  parts' borders); the mean is rounded as (sum + n // 2) // n.
+  parts' borders); the mean is rounded as (sum + n // 2) // n. It changes face pixels only (a
+  soft face alpha only fades it towards the face's edge).
 * overlay: every non-background pixel is blended with its class's palette colour.
 
-Effects touch disjoint classes, so their order does not matter. Class indices are found by
-name ("hair", "lips", "eyebrows", "face", "background"), so a model with other classes works
-as long as it names them.
+Class indices are found by name ("hair", "lips", "eyebrows", "face", "background"), so a model
+with other classes works as long as it names them.
 """
 
 from __future__ import annotations
@@ -24,7 +42,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -35,6 +53,21 @@ DEFAULT_HAIR = (128, 64, 192)
 DEFAULT_LIPS = (192, 32, 64)
 DEFAULT_BROWS = (80, 56, 48)
 DEFAULT_SMOOTH = 3  # box radius in pixels at the model's input resolution (256 px face)
+
+EFFECT_CLASSES = ("face", "hair", "lips", "eyebrows")  # the classes soft_alphas gives an alpha for
+SOFT_ONE = 1 << 16  # the most likely class's weight
+SOFT_STEP = 32  # logit differences are rounded to 1/SOFT_STEP
+
+
+def _exp_table() -> np.ndarray:
+    """EXP_TABLE[k] = floor(65536 * exp(-k / 32) + 0.5) up to its first 0 (see the module doc)."""
+    table = []
+    while not table or table[-1] > 0:
+        table.append(math.floor(SOFT_ONE * math.exp(-len(table) / SOFT_STEP) + 0.5))
+    return np.array(table, np.int32)
+
+
+EXP_TABLE = _exp_table()
 
 
 @dataclass(frozen=True)
@@ -112,6 +145,48 @@ def blend(src: np.ndarray, dst: np.ndarray, a: int) -> np.ndarray:
     return ((src * (256 - a) + dst.astype(np.int32) * a + 128) >> 8).astype(np.uint8)
 
 
+def blend_weighted(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """N x 3 uint8 src, dst and N weights 0..65536 on dst -> (src * (65536 - w) + dst * w + 32768) >> 16."""
+    w = np.asarray(w, np.int32)[:, None]
+    return ((src.astype(np.int32) * (SOFT_ONE - w) + dst.astype(np.int32) * w + SOFT_ONE // 2) >> 16).astype(np.uint8)
+
+
+def class_weights(scores: np.ndarray, kind: str = "logits") -> np.ndarray:
+    """... x C float32 scores -> ... x C int32 weights 0..65536 (see the module doc)."""
+    s = np.asarray(scores, np.float32)
+    if kind == "probabilities":
+        return np.clip(np.rint(s * np.float32(SOFT_ONE)), 0, SOFT_ONE).astype(np.int32)
+    if kind != "logits":
+        raise ValueError(f"score kind must be logits or probabilities, not {kind!r}")
+    k = np.minimum(np.rint((s.max(-1, keepdims=True) - s) * np.float32(SOFT_STEP)), len(EXP_TABLE) - 1)
+    return EXP_TABLE[k.astype(np.int32)]
+
+
+def soft_alphas(
+    scores: np.ndarray,
+    kind: str = "logits",
+    lut: np.ndarray | None = None,
+    classes: Sequence[str] = CLASSES,
+    names: Sequence[str] = EFFECT_CLASSES,
+) -> dict[str, np.ndarray]:
+    """H x W x C class scores at the output's pixels -> {class name: H x W uint16 alpha 0..256} for
+    each of `names` that `classes` has: the class's probability ramped from 0 at 1/4 to 256 at 3/4
+    (see the module doc). kind: the model's output (logits or probabilities);
+    lut: model channel -> index in `classes` (None: channel j is class j), so that a class several
+    model labels are shown as gets the sum of their probabilities."""
+    w = class_weights(scores, kind)
+    den = w.sum(-1, dtype=np.int64)
+    shown_as = np.arange(w.shape[-1]) if lut is None else np.asarray(lut)
+    out = {}
+    for name in names:
+        if name not in classes:
+            continue
+        num = w[..., shown_as == list(classes).index(name)].sum(-1, dtype=np.int64)
+        ramp = np.where(den > 0, (512 * num + den // 2) // np.maximum(den, 1) - 128, 0)
+        out[name] = np.clip(ramp, 0, 256).astype(np.uint16)
+    return out
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """... x 3 -> ... int32 luma, 8-bit fixed point BT.601."""
     rgb = np.asarray(rgb, dtype=np.int32)
@@ -168,17 +243,31 @@ def apply_effects(
     effects: Effects,
     alpha: float = 0.5,
     classes: Sequence[str] = CLASSES,
+    soft: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """HxWx3 uint8 RGB + HxW class mask -> the image with the effects blended in at strength alpha."""
+    """HxWx3 uint8 RGB + HxW class mask -> the image with the effects blended in at strength alpha.
+
+    soft: {class name: HxW alpha 0..256} (soft_alphas) to blend with instead of the mask's hard
+    0 / 256, so an effect fades across its class's edge; a class not in it uses the mask."""
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
     a = strength(alpha)
     out = image.copy()
+
+    def weights(name: str, idx: int) -> np.ndarray:
+        if soft is not None and name in soft:
+            if soft[name].shape != mask.shape:
+                raise ValueError(f"soft alpha of {name} {soft[name].shape} and mask {mask.shape} differ in size")
+            return a * soft[name].astype(np.int32)
+        return np.where(mask == idx, np.int32(256 * a), np.int32(0))
+
     face = _index(classes, "face")
     if effects.smooth > 0 and face is not None:
         region = mask == face
         smoothed = smooth_region(image, region, effects.smooth)
-        out[region] = blend(image[region], smoothed[region], a)
+        w = weights("face", face)
+        sel = region & (w > 0)  # smoothing changes face pixels only
+        out[sel] = blend_weighted(out[sel], smoothed[sel], w[sel])
     for name, colour, fn in (
         ("hair", effects.hair, recolour),
         ("lips", effects.lips, recolour),
@@ -187,9 +276,10 @@ def apply_effects(
         idx = _index(classes, name)
         if colour is None or idx is None:
             continue
-        region = mask == idx
-        px = image[region]
-        out[region] = blend(px, fn(px, colour), a)
+        w = weights(name, idx)
+        sel = w > 0
+        px = out[sel]
+        out[sel] = blend_weighted(px, fn(px, colour), w[sel])
     return out
 
 

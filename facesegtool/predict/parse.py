@@ -1,7 +1,8 @@
 """One image -> its class mask at the image's resolution: faces found, each parsed whole-head,
-scores brought to the photo's pixels, pasted, beards derived.
+scores brought to the photo's pixels, pasted, beards derived; with them the effect classes' soft
+alphas from the same scores (effects.soft_alphas), so effects fade across a class's edge.
 
-    parsed = parse_image(rgb, segmenter, detector)      # Parsed(mask, faces, scale, regions)
+    parsed = parse_image(rgb, segmenter, detector)      # Parsed(mask, faces, scale, regions, alphas)
 
 Per face the detector's box gives the square crop (framed like the training faces); head.py
 merges its scores with a wider pass into a score grid over the wide box; upsample.py brings the
@@ -13,19 +14,22 @@ found, the whole image is parsed at once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends import Segmenter, background_index
-from .beard import derive_beard
+from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
+from .effects import EFFECT_CLASSES
 from .errors import PredictError
 from .head import HeadGrid, detail_weights, head_grid, merge_head
 from .upsample import refine_probs, softmax, upsample_scores
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "refined")
 BAND_ROWS = 256  # output rows upsampled at a time: a 4k photo's scores never sit in memory whole
+FADE = 2  # score-grid pixels a soft alpha takes to fall to ~0 (the rim cleared around a beard)
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Parsed:
     faces: list[tuple[int, int, int, int]] = field(default_factory=list)  # detected boxes
     scale: float = 1.0  # image pixels per model input pixel (for the smoothing radius)
     regions: list[tuple[int, int, int]] = field(default_factory=list)  # squares parsed (x0, y0, side): seams lie there
+    alphas: dict[str, np.ndarray] | None = None  # effect class -> H x W soft alpha 0..256 (None: effects use the mask)
 
 
 def crop_square(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
@@ -66,6 +71,14 @@ def scores_to_mask(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int, 
 
     mode: nearest (argmax, then nearest: the old path), bilinear (scores upsampled, then argmax),
     refined (probabilities upsampled and guided-filtered by rgb, the image under rows x cols)."""
+    return scores_to_layers(scores, out_h, out_w, rows, cols, segmenter, mode, rgb, alphas=False)[0]
+
+
+def scores_to_layers(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int, int], cols: tuple[int, int],
+                     segmenter: Segmenter, mode: str = "bilinear", rgb: np.ndarray | None = None,
+                     alphas: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """As scores_to_mask, and the effect classes' soft alphas from the same upsampled scores, band by
+    band (None when not asked for, and in nearest mode: the old path has no scores at the pixels)."""
     if mode not in UPSAMPLE_MODES:
         raise PredictError(f"unknown upsampling {mode!r}; known: {', '.join(UPSAMPLE_MODES)}")
     (r0, r1), (c0, c1) = rows, cols
@@ -73,9 +86,12 @@ def scores_to_mask(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int, 
         grid = segmenter.to_mask(scores)
         ri = _nearest_index(grid.shape[0], out_h, r0, r1)
         ci = _nearest_index(grid.shape[1], out_w, c0, c1)
-        return grid[ri[:, None], ci[None, :]]
+        return grid[ri[:, None], ci[None, :]], None
     out = np.empty((r1 - r0, c1 - c0), np.uint8)
-    field_ = softmax(scores) if mode == "refined" else scores
+    logits = segmenter.output_kind == "logits"
+    field_ = softmax(scores) if mode == "refined" and logits else scores
+    kind = "probabilities" if mode == "refined" else segmenter.output_kind
+    soft = empty_alphas(segmenter, r1 - r0, c1 - c0) if alphas else None
     margin = 0
     if mode == "refined":
         assert rgb is not None, "refined upsampling needs the image"
@@ -87,13 +103,29 @@ def scores_to_mask(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int, 
         if mode == "refined":
             radius = max(1, int(round(0.01 * max(out_h, out_w))))
             band = refine_probs(band, rgb[m0 - r0 : m1 - r0], radius)
-        out[b0 - r0 : b1 - r0] = segmenter.to_mask(band[b0 - m0 : b0 - m0 + (b1 - b0)])
-    return out
+        part = band[b0 - m0 : b0 - m0 + (b1 - b0)]
+        out[b0 - r0 : b1 - r0] = segmenter.to_mask(part)
+        if soft is not None:
+            for name, a in segmenter.soft_alphas(part, kind).items():
+                soft[name][b0 - r0 : b1 - r0] = a
+    return out, soft
+
+
+def empty_alphas(segmenter: Segmenter, h: int, w: int) -> dict[str, np.ndarray]:
+    """Zero soft alphas (h x w uint16) for each effect class the segmenter's mask has."""
+    return {name: np.zeros((h, w), np.uint16) for name in EFFECT_CLASSES if name in segmenter.classes}
+
+
+def fade_radius(pixels_per_score: float) -> int:
+    """Image pixels a soft alpha's fade spans, for score-grid pixels pixels_per_score image pixels wide."""
+    return max(1, math.ceil(FADE * pixels_per_score))
 
 
 def paste_scores(full: np.ndarray, priority: np.ndarray, scores: np.ndarray, weight: np.ndarray,
-                 box: tuple[int, int, int], segmenter: Segmenter, mode: str, rgb: np.ndarray) -> None:
-    """Paste the mask of a square score grid over box (x0, y0, side) of the image, in place.
+                 box: tuple[int, int, int], segmenter: Segmenter, mode: str, rgb: np.ndarray,
+                 alphas: dict[str, np.ndarray] | None = None) -> None:
+    """Paste the mask of a square score grid over box (x0, y0, side) of the image, in place; and
+    its soft alphas into `alphas` (image-sized, empty_alphas) when given, on the same pixels.
 
     Where faces' boxes overlap, a pixel goes to the face whose crop weighs more there (weight: the
     grid's detail weights, sampled nearest; its detail beats a neighbour's wide pass); on a tie (both
@@ -103,8 +135,8 @@ def paste_scores(full: np.ndarray, priority: np.ndarray, scores: np.ndarray, wei
     ya, yb, xa, xb = max(0, y0), min(h, y0 + side), max(0, x0), min(w, x0 + side)
     if ya >= yb or xa >= xb:
         return
-    part = scores_to_mask(scores, side, side, (ya - y0, yb - y0), (xa - x0, xb - x0), segmenter, mode,
-                          rgb[ya:yb, xa:xb])
+    part, soft = scores_to_layers(scores, side, side, (ya - y0, yb - y0), (xa - x0, xb - x0), segmenter, mode,
+                                  rgb[ya:yb, xa:xb], alphas=alphas is not None)
     g = weight.shape[0]
     ri, ci = _nearest_index(g, side, ya - y0, yb - y0), _nearest_index(g, side, xa - x0, xb - x0)
     wpart = weight[ri[:, None], ci[None, :]]
@@ -113,11 +145,14 @@ def paste_scores(full: np.ndarray, priority: np.ndarray, scores: np.ndarray, wei
     take = (wpart > old) | ((wpart == old) & (part != background))
     full[ya:yb, xa:xb][take] = part[take]
     old[take] = wpart[take]
+    for name, a in (soft or {}).items():
+        alphas[name][ya:yb, xa:xb][take] = a[take]
 
 
-def whole_image_mask(rgb: np.ndarray, scores: np.ndarray, segmenter: Segmenter, mode: str) -> np.ndarray:
+def whole_image_layers(rgb: np.ndarray, scores: np.ndarray, segmenter: Segmenter,
+                       mode: str) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     h, w = rgb.shape[:2]
-    return scores_to_mask(scores, h, w, (0, h), (0, w), segmenter, mode, rgb)
+    return scores_to_layers(scores, h, w, (0, h), (0, w), segmenter, mode, rgb)
 
 
 def parse_image(rgb: np.ndarray, segmenter: Segmenter, detector: FaceDetector | None = None, whole_head: bool = True,
@@ -127,17 +162,22 @@ def parse_image(rgb: np.ndarray, segmenter: Segmenter, detector: FaceDetector | 
     whole_head: each face's crop merged with the wide pass around it (head.py), so hair past the
     crop is parsed and no crop edge shows; off: the crop alone, pasted back (outside: background).
     upsample: nearest | bilinear | refined (see scores_to_mask). beard: facial hair to the beard
-    class (beard.py)."""
+    class (beard.py), and the hair's soft alpha cleared on and around it. Parsed.alphas: the effect
+    classes' soft alphas (None with nearest upsampling)."""
     faces = detector(rgb) if detector is not None else []
     h, w = rgb.shape[:2]
     if not faces:
-        mask = whole_image_mask(rgb, segmenter.scores(segmenter.fit(rgb)), segmenter, upsample)
+        scores = segmenter.scores(segmenter.fit(rgb))
+        mask, alphas = whole_image_layers(rgb, scores, segmenter, upsample)
         if beard:
             derive_beard(mask, segmenter.classes)
-        return Parsed(mask, [], max(h / segmenter.size[0], w / segmenter.size[1]))
+            fade = fade_radius(max(h / scores.shape[0], w / scores.shape[1]))
+            clear_beard_alpha(alphas, mask, segmenter.classes, fade)
+        return Parsed(mask, [], max(h / segmenter.size[0], w / segmenter.size[1]), alphas=alphas)
     full = np.full((h, w), background_index(segmenter), np.uint8)
     priority = np.full((h, w), -1.0, np.float32)
-    sides, regions, boxes = [], [], []
+    alphas = empty_alphas(segmenter, h, w) if upsample != "nearest" else None
+    sides, regions, boxes, fade = [], [], [], 1
     # Smallest first, so that the largest face wins where crops overlap.
     for box in reversed(faces):
         crop = detector.crop_box(box)
@@ -147,13 +187,17 @@ def parse_image(rgb: np.ndarray, segmenter: Segmenter, detector: FaceDetector | 
             grid = head_grid(crop)
             regions.append(grid.wide)
             scores = head_scores(rgb, grid, segmenter)
-            paste_scores(full, priority, scores, detail_weights(scores.shape[0] // 2), grid.wide, segmenter, upsample, rgb)
+            paste_scores(full, priority, scores, detail_weights(scores.shape[0] // 2), grid.wide, segmenter, upsample, rgb,
+                         alphas)
             boxes.append(grid.wide)
         else:
             scores = segmenter.scores(segmenter.fit(crop_square(rgb, *crop)))
-            paste_scores(full, priority, scores, np.zeros(scores.shape[:2], np.float32), crop, segmenter, upsample, rgb)
+            paste_scores(full, priority, scores, np.zeros(scores.shape[:2], np.float32), crop, segmenter, upsample, rgb,
+                         alphas)
             boxes.append(crop)
+        fade = max(fade, fade_radius(boxes[-1][2] / scores.shape[0]))
     if beard:
         for x0, y0, side in boxes:
             derive_beard(full, segmenter.classes, (x0, y0, x0 + side, y0 + side))
-    return Parsed(full, faces, max(sides) / segmenter.size[0], regions)
+        clear_beard_alpha(alphas, full, segmenter.classes, fade)
+    return Parsed(full, faces, max(sides) / segmenter.size[0], regions, alphas)

@@ -35,7 +35,9 @@ def render(rgb: np.ndarray, parsed: Parsed, segmenter: Segmenter, effects: Effec
     colours = colour_mask(parsed.mask, segmenter.palette)
     over = overlay(rgb, parsed.mask, alpha, segmenter.palette, segmenter.classes)
     effect = (
-        apply_effects(rgb, parsed.mask, effects.scaled(parsed.scale), alpha, segmenter.classes) if effects.any else None
+        apply_effects(rgb, parsed.mask, effects.scaled(parsed.scale), alpha, segmenter.classes, parsed.alphas)
+        if effects.any
+        else None
     )
     return Rendered(colours, over, effect)
 

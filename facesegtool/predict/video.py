@@ -32,13 +32,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends import Segmenter, background_index
-from .beard import derive_beard
+from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
 from .effects import Effects
 from .errors import PredictError
 from .head import detail_weights, head_grid
 from .measures import mean_iou
-from .parse import Parsed, crop_square, head_scores, parse_image, paste_scores, whole_image_mask
+from .parse import (Parsed, crop_square, empty_alphas, fade_radius, head_scores, parse_image, paste_scores,
+                    scores_to_layers)
 from .render import render
 from .report import Prediction
 
@@ -245,18 +246,25 @@ def parse_frames(
         mode = now
         masks = []
         for s in (smoothed, scores):
+            shown = not masks  # the smoothed scores are shown: only they need soft alphas for the effects
             if box is None:
-                m = whole_image_mask(rgb, s, segmenter, upsample)
+                m, alphas = scores_to_layers(s, h, w, (0, h), (0, w), segmenter, upsample, rgb, alphas=shown)
+                fade = fade_radius(max(h / s.shape[0], w / s.shape[1]))
             else:
                 m = np.full((h, w), background, np.uint8)
-                paste_scores(m, np.full((h, w), -1.0, np.float32), s, weight, box, segmenter, upsample, rgb)
+                alphas = empty_alphas(segmenter, h, w) if shown and upsample != "nearest" else None
+                paste_scores(m, np.full((h, w), -1.0, np.float32), s, weight, box, segmenter, upsample, rgb, alphas)
+                fade = fade_radius(box[2] / s.shape[0])
             if beard:
                 region = None if box is None else (box[0], box[1], box[0] + box[2], box[1] + box[2])
                 derive_beard(m, segmenter.classes, region)
+                clear_beard_alpha(alphas, m, segmenter.classes, fade)
             masks.append(m)
+            if shown:
+                soft = alphas
         scale = (crop[2] if crop else max(h, w)) / segmenter.size[0]
         faces = [] if crop is None else [crop]
-        yield Frame(rgb, Parsed(masks[0], faces, scale, regions), masks[1])
+        yield Frame(rgb, Parsed(masks[0], faces, scale, regions, soft), masks[1])
 
 
 # --- writing a video's outputs -----------------------------------------------------------------

@@ -260,6 +260,25 @@ public class MainActivity extends ComponentActivity {
         lastInference = String.format("%s  %.1f ms", segmenter.acceleratorLabel, r.inferenceMs);
         int background = Math.max(0, sc.classIndex("background"));
         float[] scores = live ? steadyScores(r) : r.scores;
+        int ow = w, oh = h;
+        int[] pixels = argb;
+        if (effectsMode) {
+            if (live && w > LIVE_EFFECT_SIDE) {
+                ow = oh = LIVE_EFFECT_SIDE;
+                pixels = ImageOps.resizeBilinear(argb, w, h, ow, oh);
+            }
+            Effects.Params p = Effects.Params.defaults();
+            if (!hairOn) p.hair = null;
+            if (!lipsOn) p.lips = null;
+            if (!browsOn) p.brows = null;
+            // The radius is given at the model's resolution; scale it like predict does.
+            p.smooth = smoothOn ? Math.max(1, (int) Math.floor(p.smooth * (double) ow / sc.inputWidth + 0.5)) : 0;
+            // Scores straight to the picture's pixels, then the mask and the soft alphas (as predict does):
+            // each effect fades across its class's edge instead of stepping.
+            Effects.Layers layers = Effects.layers(scores, r.height, r.width, sc, oh, ow, Effects.BAND_ROWS);
+            int[] out = Effects.apply(pixels, ow, oh, layers.mask, layers.alphas, sc.targetClasses, p, alpha);
+            return toBitmap(out, ow, oh, live);
+        }
         int mw = r.width, mh = r.height;
         if (mw != sc.inputWidth || mh != sc.inputHeight) {
             // A lower-resolution output (1/4, 1/8): class scores upsampled bilinearly to the input size,
@@ -270,30 +289,12 @@ public class MainActivity extends ComponentActivity {
         }
         // One argmax, then the model's classes as the app's (a 19-class model's mapping; identity for ours).
         byte[] classes = sc.toTargetMask(HeadMerge.argmax(scores, mw * mh, sc.numClasses));
-        if (live && !effectsMode) {
+        if (live) {
             int[] layer = Overlay.layer(classes, sc.palette, background, alpha);
             return toBitmap(layer, mw, mh, live);
         }
-        int ow = w, oh = h;
-        int[] pixels = argb;
-        if (live && w > LIVE_EFFECT_SIDE) {
-            ow = oh = LIVE_EFFECT_SIDE;
-            pixels = ImageOps.resizeBilinear(argb, w, h, ow, oh);
-        }
         byte[] mask = ImageOps.resizeMaskNearest(classes, mw, mh, ow, oh);
-        int[] out;
-        if (effectsMode) {
-            Effects.Params p = Effects.Params.defaults();
-            if (!hairOn) p.hair = null;
-            if (!lipsOn) p.lips = null;
-            if (!browsOn) p.brows = null;
-            // The radius is given at the model's resolution; scale it like predict does.
-            p.smooth = smoothOn ? Math.max(1, (int) Math.floor(p.smooth * (double) ow / sc.inputWidth + 0.5)) : 0;
-            out = Effects.apply(pixels, ow, oh, mask, sc.targetClasses, p, alpha);
-        } else {
-            out = Overlay.blend(pixels, mask, sc.palette, background, alpha);
-        }
-        return toBitmap(out, ow, oh, live);
+        return toBitmap(Overlay.blend(pixels, mask, sc.palette, background, alpha), ow, oh, live);
     }
 
     /** Live frames draw into two bitmaps used in turn (no allocation per frame); a photo gets its own. */

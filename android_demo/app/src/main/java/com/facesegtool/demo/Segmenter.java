@@ -29,7 +29,8 @@ import java.util.Arrays;
  *
  * <p>A run returns the class scores at the model's output size (which may be 1/4 or 1/8 of the
  * input) in a buffer reused from frame to frame; the caller smooths / upsamples them and takes the
- * argmax once.
+ * argmax once, and the effects read their soft alphas from them (Effects.layers: logits or
+ * probabilities, as the sidecar's output kind says).
  */
 final class Segmenter implements AutoCloseable {
     static final String MODEL_ASSET = "model.tflite";

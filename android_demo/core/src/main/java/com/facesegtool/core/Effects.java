@@ -3,11 +3,23 @@ package com.facesegtool.core;
 import java.util.List;
 
 /**
- * Beauty effects from a class mask, a port of facesegtool/effects.py that gives the same pixels
- * (golden files prove it). All integer arithmetic:
+ * Beauty effects from a class mask, or from soft alphas that fade them across a class's edge; a port
+ * of facesegtool/predict/effects.py that gives the same pixels (golden files prove it). All integer
+ * arithmetic:
  *
  * <ul>
- *   <li>strength a = floor(alpha * 256 + 0.5); blend = (src * (256 - a) + dst * a + 128) >> 8
+ *   <li>strength a = floor(alpha * 256 + 0.5); an effect blends each pixel with weight w = a * p,
+ *       p its alpha 0..256 for the effect's class (hard mask: 256 on the class, 0 elsewhere):
+ *       (src * (65536 - w) + dst * w + 32768) >> 16
+ *   <li>soft alpha p from the class scores at the picture's pixels: class weights e_j = EXP_TABLE[
+ *       min(rint(32 * (max - s_j)), 378)] for logits (float difference, ties to even), clamp(rint(
+ *       65536 * s_j), 0, 65536) for probabilities; p = clamp((512 * n + d / 2) / d - 128, 0, 256),
+ *       d = sum of all e_j, n = the sum over the model classes shown as the effect's class: the
+ *       class's probability ramped from 0 at 1/4 to 256 at 3/4 (faint doubt tints nothing, the
+ *       class's inside is full strength, its edge fades). EXP_TABLE[k] = floor(65536 *
+ *       exp(-k / 32) + 0.5): every entry lies far from a rounding boundary, so StrictMath.exp and
+ *       Python's math.exp give the same table (the goldens check it)
+ *   <li>effects apply in order smooth, hair, lips, brows, each on the result of the one before
  *   <li>luma Y = (77 R + 150 G + 29 B + 128) >> 8
  *   <li>hair, lips: dst = clamp(colour + Y - Y(colour)) (recolour keeping the shading)
  *   <li>brows: dst = (src * colour + 127) / 255 (multiply: darkens)
@@ -17,6 +29,23 @@ import java.util.List;
  */
 public final class Effects {
     private Effects() {}
+
+    /** The classes {@link #softAlphas} gives an alpha for (by target class name). */
+    public static final List<String> EFFECT_CLASSES = java.util.Arrays.asList("face", "hair", "lips", "eyebrows");
+    static final int SOFT_ONE = 1 << 16, SOFT_STEP = 32;
+    /** floor(65536 * exp(-k / 32) + 0.5) for k = 0.. up to its first 0 (k = 378). */
+    static final int[] EXP_TABLE = expTable();
+    /** Output rows {@link #layers} upsamples at a time (as predict's BAND_ROWS). */
+    public static final int BAND_ROWS = 256;
+
+    private static int[] expTable() {
+        int[] t = new int[1024];
+        int k = 0;
+        do {
+            t[k] = (int) Math.floor(SOFT_ONE * StrictMath.exp(-k / (double) SOFT_STEP) + 0.5);
+        } while (t[k++] > 0);
+        return java.util.Arrays.copyOf(t, k);
+    }
 
     /** Which effects to apply; colours 0xRRGGBB, null = off; smooth = box radius in pixels, 0 = off. */
     public static final class Params {
@@ -60,6 +89,104 @@ public final class Effects {
         int g = blendChannel((src >> 8) & 255, (dst >> 8) & 255, a);
         int b = blendChannel(src & 255, dst & 255, a);
         return (src & 0xFF000000) | (r << 16) | (g << 8) | b;
+    }
+
+    /** Blends the RGB of src towards dst (0xRRGGBB) with weight w/65536 (w = strength * alpha); keeps src's alpha. */
+    static int blendWeighted(int src, int dst, int w) {
+        int v = 0;
+        for (int s = 16; s >= 0; s -= 8) {
+            v |= ((((src >> s) & 255) * (SOFT_ONE - w) + ((dst >> s) & 255) * w + SOFT_ONE / 2) >> 16) << s;
+        }
+        return (src & 0xFF000000) | v;
+    }
+
+    /**
+     * Soft alphas 0..256 of the effect classes (EFFECT_CLASSES) from {@code pixels} x numClasses
+     * scores (row major, channels last, at the picture's pixels), indexed by target class
+     * ({@code sc.classIndex}); null for the classes that are no effect's. The sidecar says whether
+     * the scores are logits or probabilities and which target class each model class is shown as.
+     */
+    public static short[][] softAlphas(float[] scores, int pixels, Sidecar sc) {
+        return softAlphas(scores, pixels, sc, sc.outputKind.equals("probabilities"));
+    }
+
+    /** As {@link #softAlphas(float[], int, Sidecar)}, with the scores' kind given (the goldens test both). */
+    public static short[][] softAlphas(float[] scores, int pixels, Sidecar sc, boolean probabilities) {
+        short[][] out = new short[sc.targetClasses.size()][];
+        softAlphasInto(scores, pixels, sc, probabilities, out, 0, pixels);
+        return out;
+    }
+
+    /** Writes the alphas of {@code pixels} pixels of scores into out[class][offset..], allocating total-long arrays. */
+    private static void softAlphasInto(float[] scores, int pixels, Sidecar sc, boolean probabilities, short[][] out,
+                                       int offset, int total) {
+        int c = sc.numClasses;
+        int[] wanted = new int[c]; // model class -> target class if an effect's, else -1
+        for (int j = 0; j < c; j++) {
+            int t = sc.targetOf(j);
+            wanted[j] = EFFECT_CLASSES.contains(sc.targetClasses.get(t)) ? t : -1;
+        }
+        for (String name : EFFECT_CLASSES) {
+            int t = sc.classIndex(name);
+            if (t >= 0 && out[t] == null) out[t] = new short[total];
+        }
+        long[] num = new long[out.length];
+        int last = EXP_TABLE.length - 1;
+        for (int i = 0; i < pixels; i++) {
+            int o = i * c;
+            float max = scores[o];
+            for (int j = 1; j < c; j++) if (scores[o + j] > max) max = scores[o + j];
+            java.util.Arrays.fill(num, 0);
+            long den = 0;
+            for (int j = 0; j < c; j++) {
+                int e;
+                if (probabilities) {
+                    double r = Math.rint(scores[o + j] * (float) SOFT_ONE);
+                    e = r <= 0 ? 0 : (r >= SOFT_ONE ? SOFT_ONE : (int) r);
+                } else {
+                    double k = Math.rint((max - scores[o + j]) * (float) SOFT_STEP);
+                    e = EXP_TABLE[k >= last ? last : (int) k];
+                }
+                den += e;
+                if (wanted[j] >= 0) num[wanted[j]] += e;
+            }
+            for (int t = 0; t < out.length; t++) {
+                if (out[t] == null) continue;
+                long ramp = den > 0 ? (512 * num[t] + den / 2) / den - 128 : 0;
+                out[t][offset + i] = (short) Math.max(0, Math.min(256, ramp));
+            }
+        }
+    }
+
+    /** What the effects read at a picture's size: the class mask (target classes) and the soft alphas. */
+    public static final class Layers {
+        public final byte[] mask;
+        public final short[][] alphas;
+
+        Layers(byte[] mask, short[][] alphas) {
+            this.mask = mask;
+            this.alphas = alphas;
+        }
+    }
+
+    /**
+     * h x w x numClasses model scores -> the mask and soft alphas at outH x outW, as `facesegtool
+     * predict` makes them: scores upsampled bilinearly ({@link ImageOps#upsampleScores}), then the
+     * argmax and the alphas; bandRows output rows at a time, so the full-size scores never sit in
+     * memory whole (any band size gives the same result).
+     */
+    public static Layers layers(float[] scores, int h, int w, Sidecar sc, int outH, int outW, int bandRows) {
+        int c = sc.numClasses;
+        byte[] mask = new byte[outH * outW];
+        short[][] alphas = new short[sc.targetClasses.size()][];
+        boolean probabilities = sc.outputKind.equals("probabilities");
+        for (int r0 = 0; r0 < outH; r0 += bandRows) {
+            int r1 = Math.min(outH, r0 + bandRows), n = (r1 - r0) * outW;
+            float[] band = ImageOps.upsampleScores(scores, h, w, c, outH, outW, r0, r1);
+            System.arraycopy(sc.toTargetMask(HeadMerge.argmax(band, n, c)), 0, mask, r0 * outW, n);
+            softAlphasInto(band, n, sc, probabilities, alphas, r0 * outW, outH * outW);
+        }
+        return new Layers(mask, alphas);
     }
 
     static int luma(int rgb) {
@@ -149,6 +276,16 @@ public final class Effects {
 
     /** The image with the effects blended in at strength alpha; classes are found by name. */
     public static int[] apply(int[] argb, int width, int height, byte[] mask, List<String> classes, Params p, double alpha) {
+        return apply(argb, width, height, mask, null, classes, p, alpha);
+    }
+
+    /**
+     * As above, each effect blended with its class's soft alpha (alphas[class], 0..256, from
+     * {@link #softAlphas} or {@link #layers}) instead of the mask's hard 0 / 256, so it fades across
+     * the class's edge; alphas null, or null for a class: the mask.
+     */
+    public static int[] apply(int[] argb, int width, int height, byte[] mask, short[][] alphas, List<String> classes,
+                              Params p, double alpha) {
         if (argb.length != width * height || mask.length != argb.length) {
             throw new IllegalArgumentException("image, mask and size disagree");
         }
@@ -157,22 +294,38 @@ public final class Effects {
         int face = classes.indexOf("face");
         if (p.smooth > 0 && face >= 0) {
             int[] smoothed = smoothRegion(argb, width, height, mask, face, p.smooth);
+            short[] soft = classAlpha(alphas, face, out.length);
             for (int i = 0; i < out.length; i++) {
-                if ((mask[i] & 255) == face) out[i] = blendPixel(argb[i], smoothed[i], a);
+                int w = weight(mask, soft, i, face, a);
+                if (w > 0 && (mask[i] & 255) == face) out[i] = blendWeighted(out[i], smoothed[i], w); // face pixels only
             }
         }
-        int hair = classes.indexOf("hair"), lips = classes.indexOf("lips"), brows = classes.indexOf("eyebrows");
-        for (int i = 0; i < out.length; i++) {
-            int m = mask[i] & 255;
-            int px = argb[i];
-            if (p.hair != null && m == hair) {
-                out[i] = blendPixel(px, recolour(px, p.hair), a);
-            } else if (p.lips != null && m == lips) {
-                out[i] = blendPixel(px, recolour(px, p.lips), a);
-            } else if (p.brows != null && m == brows) {
-                out[i] = blendPixel(px, darken(px, p.brows), a);
+        Integer[] colours = {p.hair, p.lips, p.brows};
+        String[] names = {"hair", "lips", "eyebrows"};
+        for (int e = 0; e < 3; e++) {
+            int cls = classes.indexOf(names[e]);
+            if (colours[e] == null || cls < 0) continue;
+            int colour = colours[e];
+            short[] soft = classAlpha(alphas, cls, out.length);
+            for (int i = 0; i < out.length; i++) {
+                int w = weight(mask, soft, i, cls, a);
+                if (w == 0) continue;
+                int px = out[i];
+                out[i] = blendWeighted(px, e == 2 ? darken(px, colour) : recolour(px, colour), w);
             }
         }
         return out;
+    }
+
+    private static short[] classAlpha(short[][] alphas, int cls, int pixels) {
+        if (alphas == null || cls >= alphas.length || alphas[cls] == null) return null;
+        if (alphas[cls].length != pixels) throw new IllegalArgumentException("soft alpha and image sizes disagree");
+        return alphas[cls];
+    }
+
+    /** Blend weight 0..65536 of pixel i: strength times its soft alpha, or 256 on the class's pixels. */
+    private static int weight(byte[] mask, short[] soft, int i, int cls, int a) {
+        if (soft != null) return a * soft[i];
+        return (mask[i] & 255) == cls ? a * 256 : 0;
     }
 }

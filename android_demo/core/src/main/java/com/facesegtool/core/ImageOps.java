@@ -104,6 +104,11 @@ public final class ImageOps {
      * facesegtool.predict.upsample.upsample_scores, so the argmax after it is the same mask.
      */
     public static float[] upsampleScores(float[] scores, int h, int w, int c, int outH, int outW) {
+        return upsampleScores(scores, h, w, c, outH, outW, 0, outH);
+    }
+
+    /** Output rows [row0, row1) of {@link #upsampleScores(float[], int, int, int, int, int)}: the same floats. */
+    public static float[] upsampleScores(float[] scores, int h, int w, int c, int outH, int outW, int row0, int row1) {
         int[] x0 = new int[outW], x1 = new int[outW], y0 = new int[outH], y1 = new int[outH];
         float[] wx0 = new float[outW], wx1 = new float[outW], wy0 = new float[outH], wy1 = new float[outH];
         scoreAxis(w, outW, x0, x1, wx0, wx1);
@@ -116,10 +121,10 @@ public final class ImageOps {
                 for (int k = 0; k < c; k++) across[o + k] = wx0[x] * scores[a + k] + wx1[x] * scores[b + k];
             }
         }
-        float[] out = new float[outH * outW * c];
+        float[] out = new float[(row1 - row0) * outW * c];
         int line = outW * c;
-        for (int y = 0; y < outH; y++) {
-            int a = y0[y] * line, b = y1[y] * line, o = y * line;
+        for (int y = row0; y < row1; y++) {
+            int a = y0[y] * line, b = y1[y] * line, o = (y - row0) * line;
             float p = wy0[y], q = wy1[y];
             for (int i = 0; i < line; i++) out[o + i] = p * across[a + i] + q * across[b + i];
         }
