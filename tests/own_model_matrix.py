@@ -8,7 +8,8 @@ each form goes through `export --quant fp32,int8`, `verify` on real val faces an
 (1 thread). Prints one markdown table (also written to matrix.md, rows to matrix.json): converted?,
 fp32 argmax agreement, int8 drop and agreement, ops, GPU-delegate refusals, host ms of int8 TFLite
 beside the reference (PyTorch, or ONNX Runtime for an .onnx) and ONNX Runtime on the exported graph.
-A benchmark to run by hand (about 30 minutes on 2 cores), not a test.
+A benchmark to run by hand (about 30 minutes on 2 cores), not a test; `--bench-only` re-times an
+earlier run's exports, for figures from a quiet machine.
 """
 
 from __future__ import annotations
@@ -44,14 +45,18 @@ def save_forms(name: str, net: torch.nn.Module, folder: Path) -> tuple[dict, Pat
     torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
     torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
                       input_names=["image"], output_names=_output_names(name))
+    return model_forms(name, folder)
+
+
+def model_forms(name: str, folder: Path) -> tuple[dict, Path]:
+    """export/verify/bench keywords for each form saved in folder, and the spec file."""
     forms = {"pt2": {"checkpoint": folder / f"{name}.pt2"}, "ts": {"checkpoint": folder / f"{name}.ts"},
              "module": {"checkpoint": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt"},
              "onnx": {"checkpoint": folder / f"{name}.onnx"}}
-    return forms, spec_file
+    return forms, folder / "spec.yaml"
 
 
 def measure(args: dict, spec: Path, out: Path, faces: int) -> dict:
-    from facesegtool.bench.host import run_host_bench
     from facesegtool.export import export
     from facesegtool.verify import verify
 
@@ -71,16 +76,19 @@ def measure(args: dict, spec: Path, out: Path, faces: int) -> dict:
     row["int8_drop"] = by["int8"].drop
     row["int8_drop_no_bg"] = by["int8"].drop_no_bg
     row["reference"] = result.source["reference"]
-    bench = run_host_bench(args["checkpoint"], export_dir=out, threads=[1], runs=20, warmup=3, progress=False,
-                           spec=spec, weights=args.get("weights"))
-    ms = {}
-    for r in bench["results"]:
-        if r["status"] == "ok":
-            key = r["runtime"] if r["runtime"] != "tflite" else f"tflite {r.get('variant')}"
-            ms[key] = r["median_ms"]
-    row["ms"] = ms
+    row["ms"] = host_ms(args, spec, out)
     row["seconds"] = round(time.time() - started, 1)
     return row
+
+
+def host_ms(args: dict, spec: Path, out: Path) -> dict[str, float]:
+    """Median ms, 1 thread, of the reference, ONNX Runtime on the exported graph and each TFLite variant."""
+    from facesegtool.bench.host import run_host_bench
+
+    bench = run_host_bench(args["checkpoint"], export_dir=out, threads=[1], runs=30, warmup=5, progress=False,
+                           spec=spec, weights=args.get("weights"))
+    return {(r["runtime"] if r["runtime"] != "tflite" else f"tflite {r.get('variant')}"): r["median_ms"]
+            for r in bench["results"] if r["status"] == "ok"}
 
 
 def table(rows: dict) -> str:
@@ -105,9 +113,25 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/own-models"))
     parser.add_argument("--faces", type=int, default=50, help="val faces verify scores on")
     parser.add_argument("--only", nargs="*", default=list(own_models.ARCHITECTURES))
+    parser.add_argument("--bench-only", action="store_true",
+                        help="re-measure only the host ms of an earlier run's exports (on a quiet machine)")
     opts = parser.parse_args()
     torch.set_num_threads(2)
     rows: dict = {}
+    if opts.bench_only:
+        done = json.loads((opts.out / "matrix.json").read_text())
+        for key, row in done.items():
+            name, fmt = key.split("/")
+            if "error" not in row:
+                forms, spec = model_forms(name, opts.out / name / "model")
+                row["ms"] = host_ms(forms[fmt], spec, opts.out / name / fmt)
+            rows[(name, fmt)] = row
+            print(key, row.get("ms"), flush=True)
+        (opts.out / "matrix.json").write_text(json.dumps(done, indent=1))
+        text = table(rows)
+        (opts.out / "matrix.md").write_text(text + "\n")
+        print(text)
+        return 0
     for name in opts.only:
         net = _train(name)
         forms, spec = save_forms(name, net, opts.out / name / "model")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import CELEBAMASK_MINI, require_shared
+from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, require_shared
 
 sys.path.insert(0, str(Path(__file__).parent))
 import own_models  # noqa: E402
@@ -430,3 +430,8 @@ def test_ambiguous_layout_is_warned_at_export_and_named_by_diagnose(own_models_s
     culprits = fault["channels_first_inputs"]
     assert culprits and culprits[0]["producer"] in reshapes and culprits[0]["producer_op"] == "Reshape"
     assert f"made by {culprits[0]['producer']}" in summary_text(result)
+    # Without labels there is no IoU to gate on, but a wrong fp32 conversion still fails.
+    unlabelled = verify(onnx_path, spec=spec, export_dir=out, data_dir=FACES_UNLABELLED, limit=4, diagnose=False,
+                        progress=False)
+    assert not unlabelled.gate_applied and not unlabelled.passed
+    assert "fp32 argmax agreement" in unlabelled.failures[0] and "gate: FAILED" in summary_text(unlabelled)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 from ..tflite_runner import TFLiteModel
 from .faces import Face, FaceSet, VerifyError
 
+AGREEMENT_FLOOR = 0.999  # fp32 below this is a conversion fault, not rounding: it fails with or without labels
+
 DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model
 VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
 N_EXAMPLES = 4  # faces per model in the report's picture
@@ -173,10 +175,13 @@ class ModelResult:
 
     @property
     def failures(self) -> list[str]:
-        """Why this model fails the gate (empty when it passes or there is no ground truth)."""
-        if self.tflite is None:
-            return []
+        """Why this model fails the gate (empty when it passes; without ground truth only fp32 fidelity counts)."""
         reasons = []
+        if self.variant == "fp32" and self.agreement.pixel_accuracy < AGREEMENT_FLOOR:
+            reasons.append(f"fp32 argmax agreement {100 * self.agreement.pixel_accuracy:.2f} % < "
+                           f"{100 * AGREEMENT_FLOOR:.1f} %: the conversion is wrong, not rounded")
+        if self.tflite is None:
+            return reasons
         if self.drop > _points(self.max_drop):
             reasons.append(f"macro IoU drop {self.drop:.2f} points > {_points(self.max_drop):.2f}")
         if self.max_class_drop is not None and self.flagged_classes:

@@ -17,7 +17,6 @@ from ..export.conversion_check import ConversionCheckError, locate_conversion_fa
 from ..tflite_runner import TFLiteModel
 from .compare import VerifyResult
 
-AGREEMENT_FLOOR = 0.999  # fp32 below this is a conversion fault, not rounding
 CONVERSION_FACES = 2  # inputs per conversion check: each adds little time, one face can hide a fault
 
 

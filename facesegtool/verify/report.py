@@ -182,13 +182,13 @@ def summary_text(result: VerifyResult) -> str:
         if m.remedies:
             parts += ["", f"Remedies tried for {m.name} (each re-exported and verified on the same faces):", remedies_table(m)]
     parts += [""] + [f"note: {n}" for n in result.notes]
-    if not result.gate_applied:
-        parts.append("gate: not applied (no ground truth)")
-    elif result.passed:
+    if not result.passed:
+        parts += ["gate: FAILED"] + [f"  {line}" for line in result.failures]
+    elif not result.gate_applied:
+        parts.append("gate: IoU gate not applied (no ground truth); fp32 agreement >= 99.9 %: PASS")
+    else:
         parts.append(f"gate: PASS (macro IoU drop <= {100 * result.max_drop:.2f} points"
                      + (f", class drop <= {100 * result.max_class_drop:.2f}" if result.max_class_drop is not None else "") + ")")
-    else:
-        parts += ["gate: FAILED"] + [f"  {line}" for line in result.failures]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -325,7 +325,8 @@ def write_report(result: VerifyResult, report_dir: str | Path) -> Path:
     if result.torch is not None:
         md += [f"{reference_name(result)} macro IoU {result.torch.macro_iou:.4f} (without background {result.torch.macro_iou_no_bg:.4f}).", ""]
     md += [
-        "**Gate: " + ("not applied (no ground truth)" if not result.gate_applied else "PASS" if result.passed else "FAILED") + "**",
+        "**Gate: " + ("FAILED" if not result.passed else "PASS" if result.gate_applied
+                      else "IoU gate not applied (no ground truth); fp32 agreement PASS") + "**",
         "",
         *[f"- {line}" for line in result.failures],
         "",

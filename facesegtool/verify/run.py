@@ -8,8 +8,8 @@ from ..atomic import check_writable_dir
 from ..model_source import LoadedModel, load_exported_source
 from ..export.op_analysis import gpu_warning
 from ..tflite_runner import TFLiteModel
-from .compare import VerifyResult, check_contract, compare, find_models
-from .conversion import AGREEMENT_FLOOR, diagnose_conversions
+from .compare import AGREEMENT_FLOOR, VerifyResult, check_contract, compare, find_models
+from .conversion import diagnose_conversions
 from .faces import VerifyError, open_faces
 from .int8_diagnosis import diagnose_results
 from .report import write_report
