@@ -22,53 +22,28 @@ import traceback
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 import own_models  # noqa: E402
 from conftest import CELEBAMASK_MINI  # noqa: E402
-from test_own_model import FORMATS, OWN, SIZE, SIZES, _builder, _output_names, _train  # noqa: E402
+from test_own_model import FORMATS, _model_args, _train, save_forms, saved_forms  # noqa: E402
 
 FORM_NAMES = {"pt2": "ExportedProgram", "ts": "TorchScript", "module": "code + weights", "onnx": "ONNX"}
 
 
-def save_forms(name: str, net: torch.nn.Module, folder: Path) -> tuple[dict, Path]:
-    """The four files a user would hand over, and the spec."""
-    _, spec, _ = own_models.ARCHITECTURES[name]
-    size = SIZES.get(name, SIZE)
-    x = torch.rand(1, 3, size, size)
-    folder.mkdir(parents=True, exist_ok=True)
-    spec_file = folder / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": size})))
-    torch.save(net.state_dict(), folder / "weights.pt")
-    torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
-    torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
-    torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
-                      input_names=["image"], output_names=_output_names(name))
-    return model_forms(name, folder)
-
-
-def model_forms(name: str, folder: Path) -> tuple[dict, Path]:
-    """export/verify/bench keywords for each form saved in folder, and the spec file."""
-    forms = {"pt2": {"checkpoint": folder / f"{name}.pt2"}, "ts": {"checkpoint": folder / f"{name}.ts"},
-             "module": {"checkpoint": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt"},
-             "onnx": {"checkpoint": folder / f"{name}.onnx"}}
-    return forms, folder / "spec.yaml"
-
-
-def measure(args: dict, spec: Path, out: Path, faces: int) -> dict:
+def measure(args: dict, out: Path, faces: int) -> dict:
+    """args: export's model keywords (checkpoint, spec, weights) for one form."""
     from facesegtool.export import export
     from facesegtool.verify import verify
 
     row: dict = {}
     started = time.time()
-    report = export(quant="fp32,int8", out_dir=out, progress=False, spec=spec, replace=True, **args)
+    report = export(quant="fp32,int8", out_dir=out, progress=False, replace=True, **args)
     row["converted"] = sorted(report.variants)
     row["ops"] = {v: sum(r.graph["ops"].values()) for v, r in report.variants.items()}
     row["gpu"] = report.variants["fp32"].gpu_summary
     row["warnings"] = report.warnings
-    result = verify(args["checkpoint"], spec=spec, weights=args.get("weights"), export_dir=out, data_dir=CELEBAMASK_MINI,
-                    limit=faces, diagnose=False, progress=False)
+    result = verify(export_dir=out, data_dir=CELEBAMASK_MINI, limit=faces, diagnose=False, progress=False, **args)
     by = {m.variant: m for m in result.models}
     row["fp32_agreement"] = by["fp32"].agreement.pixel_accuracy
     row["fp32_drop"] = by["fp32"].drop
@@ -76,17 +51,16 @@ def measure(args: dict, spec: Path, out: Path, faces: int) -> dict:
     row["int8_drop"] = by["int8"].drop
     row["int8_drop_no_bg"] = by["int8"].drop_no_bg
     row["reference"] = result.source["reference"]
-    row["ms"] = host_ms(args, spec, out)
+    row["ms"] = host_ms(args, out)
     row["seconds"] = round(time.time() - started, 1)
     return row
 
 
-def host_ms(args: dict, spec: Path, out: Path) -> dict[str, float]:
+def host_ms(args: dict, out: Path) -> dict[str, float]:
     """Median ms, 1 thread, of the reference, ONNX Runtime on the exported graph and each TFLite variant."""
     from facesegtool.bench.host import run_host_bench
 
-    bench = run_host_bench(args["checkpoint"], export_dir=out, threads=[1], runs=30, warmup=5, progress=False,
-                           spec=spec, weights=args.get("weights"))
+    bench = run_host_bench(export_dir=out, threads=[1], runs=30, warmup=5, progress=False, **args)
     return {(r["runtime"] if r["runtime"] != "tflite" else f"tflite {r.get('variant')}"): r["median_ms"]
             for r in bench["results"] if r["status"] == "ok"}
 
@@ -123,8 +97,8 @@ def main() -> int:
         for key, row in done.items():
             name, fmt = key.split("/")
             if "error" not in row:
-                forms, spec = model_forms(name, opts.out / name / "model")
-                row["ms"] = host_ms(forms[fmt], spec, opts.out / name / fmt)
+                saved = saved_forms(name, opts.out / name / "model")
+                row["ms"] = host_ms(_model_args(saved, fmt), opts.out / name / fmt)
             rows[(name, fmt)] = row
             print(key, row.get("ms"), flush=True)
         (opts.out / "matrix.json").write_text(json.dumps(done, indent=1))
@@ -134,11 +108,11 @@ def main() -> int:
         return 0
     for name in opts.only:
         net = _train(name)
-        forms, spec = save_forms(name, net, opts.out / name / "model")
+        saved = save_forms(name, net, opts.out / name / "model")
         for fmt in FORMATS:
             print(f"{name} / {FORM_NAMES[fmt]} ...", flush=True)
             try:
-                rows[(name, fmt)] = measure(forms[fmt], spec, opts.out / name / fmt, opts.faces)
+                rows[(name, fmt)] = measure(_model_args(saved, fmt), opts.out / name / fmt, opts.faces)
             except Exception as exc:  # a form that fails is a row of the table, not the end of the run
                 traceback.print_exc()
                 rows[(name, fmt)] = {"error": f"{type(exc).__name__}: {exc}"}

@@ -103,30 +103,38 @@ def _train(name: str) -> torch.nn.Module:
 def own_models_saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     """name -> {"spec": spec file, "pt2", "ts", "weights", "onnx": paths, "net": the trained module}."""
     require_shared(CELEBAMASK_MINI)
-    import yaml
-
     from facesegtool.model_spec import PRESETS
 
     root = tmp_path_factory.mktemp("own-models")
     saved = {}
     for name, (_, spec, _) in own_models.ARCHITECTURES.items():
         net = _train(name)
-        size = SIZES.get(name, SIZE)
-        x = torch.rand(1, 3, size, size)
         folder = root / name
-        folder.mkdir()
-        spec_file = folder / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump(dict(spec, input={"size": size})))
-        torch.save(net.state_dict(), folder / "weights.pt")
-        torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
-        torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
-        torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
-                          input_names=["image"], output_names=_output_names(name))
-        saved[name] = {"spec": spec_file, "pt2": folder / f"{name}.pt2", "ts": folder / f"{name}.ts",
-                       "module": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt",
-                       "onnx": folder / f"{name}.onnx", "net": net, "folder": folder,
-                       "labels": list(PRESETS[spec["preset"]][0]), "size": size}
+        saved[name] = dict(save_forms(name, net, folder), net=net, folder=folder,
+                           labels=list(PRESETS[spec["preset"]][0]), size=SIZES.get(name, SIZE))
     return saved
+
+
+def save_forms(name: str, net: torch.nn.Module, folder: Path) -> dict[str, Path | str]:
+    """The files a user hands over (torch.export, TorchScript, weights for code.py:function, ONNX) and the spec."""
+    import yaml
+
+    _, spec, _ = own_models.ARCHITECTURES[name]
+    size = SIZES.get(name, SIZE)
+    x = torch.rand(1, 3, size, size)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(dict(spec, input={"size": size})))
+    torch.save(net.state_dict(), folder / "weights.pt")
+    torch.export.save(torch.export.export(net, (x,)), folder / f"{name}.pt2")
+    torch.jit.save(torch.jit.trace(net, x, strict=False), folder / f"{name}.ts")
+    torch.onnx.export(net, (x,), str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=_output_names(name))
+    return saved_forms(name, folder)
+
+
+def saved_forms(name: str, folder: Path) -> dict[str, Path | str]:
+    return {"spec": folder / "spec.yaml", "pt2": folder / f"{name}.pt2", "ts": folder / f"{name}.ts",
+            "module": f"{OWN}:build_{_builder(name)}", "weights": folder / "weights.pt", "onnx": folder / f"{name}.onnx"}
 
 
 def _builder(name: str) -> str:
