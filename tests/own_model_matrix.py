@@ -73,12 +73,11 @@ def table(rows: dict) -> str:
         if "error" in r:
             lines.append(f"| {name} | {FORM_NAMES[fmt]} | no: {r['error'][:80]} | | | | | | | | |")
             continue
-        ms = r["ms"]
+        ms = {k: f"{v:.2f}" for k, v in r["ms"].items()}
         lines.append(
             f"| {name} | {FORM_NAMES[fmt]} | {'+'.join(r['converted'])} | {100 * r['fp32_agreement']:.2f} % "
             f"| {r['int8_drop']:.2f} | {100 * r['int8_agreement']:.2f} % | {r['ops']['fp32']}/{r['ops']['int8']} "
-            f"| {r['gpu']} | {ms.get('tflite int8', float('nan')):.2f} | {ms.get('onnxruntime', float('nan')):.2f} "
-            f"| {ms.get('pytorch', float('nan')):.2f} |")
+            f"| {r['gpu']} | {ms.get('tflite int8', '-')} | {ms.get('onnxruntime', '-')} | {ms.get('pytorch', '-')} |")
     return "\n".join(lines)
 
 

@@ -461,3 +461,47 @@ def test_gpu_refusals_are_named_per_op():
     warning = gpu_warning("fp16", info)
     assert "GATHER x1" in warning and "CAST x1" in warning and "fp16" in warning
     assert gpu_warning("fp16", parse_analyzer("  Op#0 CONV_2D(T#0) -> [T#1]")) is None
+
+
+def test_padded_max_pool_quantizes_to_a_model_that_runs(tmp_path):
+    """A ResNet stem's max pool (3x3, stride 2, pad 1): onnx2tf pads it with -3.4e38, which int8
+    calibration took as the tensor's range (scale 1.3e36: the interpreter aborted on the model).
+    The exporter pads it at the edge instead (exact for max pooling), so the int8 model runs."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from facesegtool.export.onnx import edge_pad_max_pools
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                              torch.nn.MaxPool2d(3, 2, 1), torch.nn.Conv2d(16, len(CLASSES), 1),
+                              torch.nn.Upsample(scale_factor=4, mode="bilinear")).eval()
+    model = tmp_path / "stem.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, 64, 64),)), model)
+    report = export(model, spec={"preset": "facesegtool11"}, quant="fp32,int8", out_dir=tmp_path / "out",
+                    progress=False, num_calib=8)
+    graph = onnx.load(str(report.onnx)).graph
+    pools = [n for n in graph.node if n.op_type == "MaxPool"]
+    assert all(list(helper.get_attribute_value(a)) == [0, 0, 0, 0] for n in pools for a in n.attribute
+               if a.name == "pads")
+    assert any(n.op_type == "Pad" and helper.get_attribute_value(n.attribute[0]) == b"edge" for n in graph.node)
+    content = report.variants["int8"].tflite.read_bytes()
+    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    scales = [s for t in tflite.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
+              for s in t.quantization.scale]
+    assert scales and max(scales) < 1e3  # every activation quantized over its own range
+    # the rewrite changes no value: a padded max pool in ONNX Runtime, before and after
+    padded = tmp_path / "pool.onnx"
+    torch.onnx.export(torch.nn.MaxPool2d(3, 2, 1), (torch.rand(1, 2, 9, 9),), str(padded), dynamo=False)
+    proto = onnx.load(str(padded))
+    assert edge_pad_max_pools(proto) == 1
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(size=(1, 2, 9, 9)).astype(np.float32) - 5  # all negative: no zero padding would do
+    name = proto.graph.input[0].name
+    want = ort.InferenceSession(str(padded)).run(None, {name: x})[0]
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {name: x})[0]
+    assert np.array_equal(want, got)
+    with pytest.raises(ConversionError, match="cannot run it"):
+        broken = tmp_path / "broken.tflite"
+        broken.write_bytes(content[: len(content) // 2])
+        tfl.check_runs([broken])

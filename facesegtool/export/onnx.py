@@ -83,14 +83,56 @@ def export_onnx(model: nn.Module, path: str | Path, size: int, opset: int = OPSE
 
 
 def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxsim folds shape arithmetic; keep the original graph if it cannot (onnx2tf simplifies again)."""
+    """onnxsim folds shape arithmetic (keeping the original graph if it cannot; onnx2tf simplifies again),
+    then the rewrites the converter needs (edge_pad_max_pools)."""
     try:
         import onnxsim
 
         simplified, ok = onnxsim.simplify(proto)
-        return simplified if ok else proto
+        proto = simplified if ok else proto
     except Exception:  # onnxsim is an optimisation, never a reason to fail
-        return proto
+        pass
+    edge_pad_max_pools(proto)
+    return proto
+
+
+def edge_pad_max_pools(proto: onnx.ModelProto) -> int:
+    """Give every padded MaxPool its padding as an edge-mode Pad before it; returns how many.
+
+    onnx2tf pads a MaxPool with the float minimum (-3.4e38). int8 calibration then sees that value as
+    the tensor's range: ResNet's stem max pool (3x3, stride 2, pad 1) came out with scale 1.3e36 and
+    the interpreter aborted on the model. Edge padding is exact for max pooling with dilation 1: a
+    window that covers a padded cell also covers the edge pixel it copies (pads <= kernel / 2), so
+    the max is unchanged, and the padded values stay in the tensor's own range.
+    """
+    from onnx import helper
+
+    nodes, count = [], 0
+    for node in proto.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads = list(attrs.get("pads", []))
+        if (node.op_type != "MaxPool" or len(node.output) != 1 or not any(pads)
+                or attrs.get("auto_pad", b"NOTSET") != b"NOTSET" or attrs.get("ceil_mode", 0)
+                or any(d != 1 for d in attrs.get("dilations", []))):
+            nodes.append(node)
+            continue
+        half = len(pads) // 2
+        name = f"{node.output[0]}_edge_pad"
+        proto.graph.initializer.append(helper.make_tensor(
+            f"{name}_pads", onnx.TensorProto.INT64, [2 * (half + 2)], [0, 0, *pads[:half], 0, 0, *pads[half:]]))
+        nodes.append(helper.make_node("Pad", [node.input[0], f"{name}_pads"], [name], mode="edge", name=name))
+        pool = onnx.NodeProto()
+        pool.CopyFrom(node)
+        pool.input[0] = name
+        for attr in pool.attribute:
+            if attr.name == "pads":
+                attr.ints[:] = [0] * len(pads)
+        nodes.append(pool)
+        count += 1
+    if count:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+    return count
 
 
 def onnx_ops(path: str | Path) -> set[str]:

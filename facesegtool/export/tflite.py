@@ -177,7 +177,40 @@ def convert(
             bar.close()
     if rc != 0 or any(v not in done for v in variants):
         raise ConversionError(_diagnose(log_path, rc, [v for v in variants if v not in done]))
+    check_runs([done[v].path for v in variants])
     return Conversion(tf_seconds, done)
+
+
+# Loads each model as the CPU runtime does (default delegates: XNNPACK), allocates and invokes once.
+# In a child: a model the interpreter rejects can abort the process instead of raising.
+_RUN_CHECK = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+for path in sys.argv[1:]:
+    print(path, flush=True)
+    it = Interpreter(model_path=path)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+    print("ok", flush=True)
+"""
+
+
+def check_runs(paths: list[Path]) -> None:
+    """Every converted file must load and run in the interpreter before it is called exported."""
+    proc = subprocess.run([sys.executable, "-c", _RUN_CHECK, *map(str, paths)], capture_output=True, text=True,
+                          env=child_env())
+    if proc.returncode == 0:
+        return
+    lines = proc.stdout.split()
+    failed = Path(lines[-1]).name if lines and lines[-1] != "ok" else "?"
+    errors = [line for line in proc.stderr.strip().splitlines() if line.strip() and not line.startswith("INFO:")]
+    reason = errors[-1].strip() if errors else (f"the interpreter aborted (signal {-proc.returncode})"
+                                                if proc.returncode < 0 else f"exit {proc.returncode}")
+    raise ConversionError(f"{failed} was converted but the TFLite interpreter cannot run it: {reason[:300]}; "
+                          "nothing was exported (export the other variants alone with --quant, or "
+                          "`facesegtool verify --diagnose` on an fp32 export)")
 
 
 def _die_with_parent(parent: int) -> None:
