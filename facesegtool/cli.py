@@ -127,6 +127,11 @@ def data_carve(prepared, holdout, seed, out) -> None:
               help="CelebAMask-HQ release layout: CelebA-HQ-img/ + CelebAMask-HQ-mask-anno/ (repeatable).")
 @click.option("--mut1ny", "mut1ny", multiple=True, type=click.Path(file_okay=False),
               help="Mut1ny RGB-coded labels (repeatable).")
+@click.option("--facesynthetics", "facesynthetics", multiple=True, type=click.Path(file_okay=False),
+              help="Microsoft FaceSynthetics renders: DIR/NNNNNN.png + NNNNNN_seg.png, beard labelled (repeatable).")
+@click.option("--synthesisai", "synthesisai", multiple=True, type=click.Path(file_okay=False),
+              help="Synthesis AI face API renders: DIR/N.rgb.png + N.segments.png + N.info.json, cropped to "
+                   "the head (repeatable).")
 @click.option("--mapping", type=click.Path(dir_okay=False), default=None,
               help="JSON {part: class} overriding the CelebAMask part -> class mapping.")
 @click.option("--size", type=click.IntRange(min=8), default=256, show_default=True, help="Output side in pixels.")
@@ -136,7 +141,8 @@ def data_carve(prepared, holdout, seed, out) -> None:
               help="Share of val (hash of subject or file name) for sources without train.txt/val.txt.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None,
               help="Mut1ny: max RGB distance that snaps an off-palette pixel; farther is ignored [default: 40].")
-def data_prepare(celebamask, celebamask_parts, mut1ny, mapping, size, out, skip_bad, val_fraction, tolerance) -> None:
+def data_prepare(celebamask, celebamask_parts, mut1ny, facesynthetics, synthesisai, mapping, size, out, skip_bad,
+                 val_fraction, tolerance) -> None:
     """Turn face-parsing sources into one resized 11-class set with a manifest.
 
     \b
@@ -146,7 +152,9 @@ def data_prepare(celebamask, celebamask_parts, mut1ny, mapping, size, out, skip_
     import time
 
     from .data.celebamask import CelebAMaskIndex, CelebAMaskParts
+    from .data.facesynthetics import FaceSynthetics
     from .data.mut1ny import Mut1ny
+    from .data.synthesisai import SynthesisAI
     from .data.prepare import prepare
     from .data.source import DataError
     from .data.stats import frequency_table
@@ -158,6 +166,7 @@ def data_prepare(celebamask, celebamask_parts, mut1ny, mapping, size, out, skip_
         sources = [CelebAMaskIndex(d, parts_map) for d in celebamask]
         sources += [CelebAMaskParts(d, parts_map) for d in celebamask_parts]
         sources += [Mut1ny(d) if tolerance is None else Mut1ny(d, tolerance=tolerance) for d in mut1ny]
+        sources += [FaceSynthetics(d) for d in facesynthetics] + [SynthesisAI(d) for d in synthesisai]
         manifest = prepare(sources, out, size=size, skip_bad=skip_bad, val_fraction=val_fraction)
     except (DataError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -257,6 +266,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
 @click.option("--loss", default="ce", show_default=True,
               help="ce, bce, dice, focal, tversky, bias, or a sum of them such as ce+dice.")
 @click.option("--weights", type=click.Choice(["equal", "empirical", "proportional"]), default="equal", show_default=True, help="Class weight scheme from the manifest.")
+@click.option("--class-weight", "class_weight", multiple=True, metavar="CLASS=WEIGHT",
+              help="One class's weight over the scheme's, e.g. beard=10 for a class only a small added set labels (repeatable).")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "adamp", "adabelief", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (peak LR for onecycle).")
 @click.option("--weight-decay", type=float, default=None, help="Default: 1e-2 for adamw/adamp, else 0.")
@@ -283,7 +294,7 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
               help="Start from this checkpoint's weights (same model), e.g. to fine-tune a teacher on pseudo-labels.")
 def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_decay, epochs, batch_size, size, scheduler,
               patience, augment, seed, activation, model_arg, loss_arg, channels_last, workers, threads, device, resume,
-              pretrained, extra_train, init) -> None:
+              pretrained, extra_train, init, class_weight) -> None:
     """Train a segmentation model on a prepared dataset (resumable; DDP under torchrun).
 
     \b
@@ -304,6 +315,7 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
         weights=weights, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
         size=size, scheduler=scheduler, patience=patience, augment=augment, seed=seed, channels_last=channels_last,
         workers=workers, threads=threads, device=device, resume=resume, pretrained=pretrained, extra_train=list(extra_train), init=init,
+        class_weight=_key_values(class_weight, "--class-weight"),
     )
     try:
         result = train(config)

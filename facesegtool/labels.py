@@ -108,6 +108,56 @@ MUT1NY_COLORS: dict[tuple[int, int, int], str] = {
     (0, 128, 128): "glasses",
 }
 
+# Classes a source never labels, and the class its masks give their pixels instead. CelebAMask-HQ
+# has no beard label: its annotators drew beards as skin, so its "face" may be beard. Training reads
+# this as a set-valued label ("face or beard") once some other source labels beard (training/partial.py).
+CELEBAMASK_UNLABELLED: dict[str, str] = {"beard": "face"}
+
+# "ignore" (IGNORE_INDEX): a label with no one class of ours, left out of training and scoring.
+IGNORE = "ignore"
+
+# Microsoft FaceSynthetics index labels (Wood et al., ICCV 2021), id order.
+FACESYNTHETICS_LABELS: tuple[str, ...] = (
+    "background", "skin", "nose", "right_eye", "left_eye", "right_brow", "left_brow", "right_ear", "left_ear",
+    "mouth_interior", "top_lip", "bottom_lip", "neck", "hair", "beard", "clothing", "glasses", "headwear",
+    "facewear",
+)
+
+# Worn things and the neck follow CELEBAMASK_TO_CLASS (neck is face; cloth and hat are background), so
+# both sources teach one thing. mouth_interior holds teeth, tongue and the dark mouth alike, so it is
+# neither teeth nor background: ignore. facewear (masks, bandanas over the face) is background as
+# CelebAMask's worn things are: it hides the face, so no face effect should paint it.
+FACESYNTHETICS_TO_CLASS: dict[str, str] = {
+    "background": "background", "skin": "face", "nose": "nose", "right_eye": "eyes", "left_eye": "eyes",
+    "right_brow": "eyebrows", "left_brow": "eyebrows", "right_ear": "ears", "left_ear": "ears",
+    "mouth_interior": IGNORE, "top_lip": "lips", "bottom_lip": "lips", "neck": "face", "hair": "hair",
+    "beard": "beard", "clothing": "background", "glasses": "glasses", "headwear": "background",
+    "facewear": "background",
+}
+
+# Synthesis AI face API segment names (each image's N.info.json maps them to its own ids). Most are
+# patches of the face mesh (cheek, chin, forehead, ...): face. Where a name straddles two of our
+# classes it is ignore: "brow" is the brow-ridge band (eyebrow hairs and the skin around them),
+# "mouth" the lip area with whatever the open mouth shows, eyelid/eyelashes the eye's rim; body and
+# shoulders are bare skin below the neck, which CelebAMask draws as neck (face) or background.
+# nose_outer is the crease between nostril wing and cheek (CelebAMask's nose outline runs through it).
+# "eyes" is the skin ring around each eye; the eyeballs are eye_left / eye_right.
+SYNTHESISAI_TO_CLASS: dict[str, str] = {
+    "background": "background", "beard": "beard", "mustache": "beard", "body": IGNORE, "shoulders": IGNORE,
+    "brow": IGNORE, "cheek_left": "face", "cheek_right": "face", "chin": "face", "forehead": "face",
+    "head": "face", "jaw": "face", "jowl": "face", "smile_line": "face", "temples": "face", "undereye": "face",
+    "eyes": "face", "nose_outer": IGNORE, "neck": "face", "clothing": "background", "ear_left": "ears",
+    "ear_right": "ears", "eye_left": "eyes", "eye_right": "eyes", "eyelid": IGNORE, "eyelashes": IGNORE,
+    "glasses": "glasses", "hair": "hair", "lip_lower": "lips", "lip_upper": "lips", "mouth": IGNORE,
+    "mouthbag": IGNORE, "teeth": "teeth", "tongue": IGNORE, "nose": "nose", "nostrils": "nose",
+}
+
+
+def class_or_ignore(name: str) -> int:
+    """Class index of one of our class names, or IGNORE_INDEX for "ignore"."""
+    return IGNORE_INDEX if name == IGNORE else CLASS_INDEX[name]
+
+
 # Left/right parts are merged into one class each, so a horizontal flip needs no label swap.
 FLIP_SAFE = True
 

@@ -228,7 +228,8 @@ def test_prepare_writes_the_format_with_the_fixed_split(mini_subset, tmp_path):
     assert sorted(i["name"] for i in manifest["items"] if i["split"] == "val") == sorted(val)
     assert {i["split_by"] for i in manifest["items"]} == {"source-file"}
     assert manifest["sources"] == [{"kind": "celebamask-index", "root": str(mini_subset), "samples": len(train + val),
-                                    "counters": {}}]
+                                    "unlabelled_classes": {"beard": "face"}, "counters": {}}]
+    assert {json.dumps(i["unlabelled_classes"]) for i in manifest["items"]} == {'{"beard": "face"}'}
     assert manifest["skipped"] == [] and manifest["classes"] == list(CLASSES)
     lut = celebamask_lut()
     for split, names in (("train", train), ("val", val)):

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..labels import CELEBAMASK_PARTS, celebamask_lut
+from ..labels import CELEBAMASK_PARTS, CELEBAMASK_UNLABELLED, celebamask_lut
 from .source import (BadSampleError, DataSourceError, Sample, Source, duplicate_names, images_in, read_index_mask,
                      read_rgb, read_text_list, refuse_duplicates)
 
@@ -52,6 +52,7 @@ class CelebAMaskIndex(Source):
     """images/NAME.jpg + masks/NAME.png with CelebAMask part ids."""
 
     kind = "celebamask-index"
+    unlabelled_classes = CELEBAMASK_UNLABELLED
 
     def __init__(self, root: str | Path, mapping: dict[str, str] | None = None):
         super().__init__(root)
@@ -95,6 +96,7 @@ class CelebAMaskParts(Source):
     """The original release: CelebA-HQ-img/<id>.jpg + CelebAMask-HQ-mask-anno/<k>/<id:05d>_<part>.png."""
 
     kind = "celebamask-parts"
+    unlabelled_classes = CELEBAMASK_UNLABELLED
 
     def __init__(self, root: str | Path, mapping: dict[str, str] | None = None):
         super().__init__(root)

@@ -101,7 +101,8 @@ def prepare(
     """
     out_dir = Path(out_dir)
     if not sources:
-        raise DataSourceError("no sources given (use --celebamask, --celebamask-parts or --mut1ny)")
+        raise DataSourceError("no sources given (use --celebamask, --celebamask-parts, --mut1ny, --facesynthetics "
+                              "or --synthesisai)")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if size < 8:
@@ -222,6 +223,7 @@ def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: f
                     "subject": sample.subject,
                     "split_by": rule,
                     "file": str(sample.image),
+                    "unlabelled_classes": dict(source.unlabelled_classes),
                 }
             )
         sources_out.append({**source.describe(), "samples": len(samples), "counters": counters})

@@ -59,6 +59,9 @@ class Sample:
 
 class Source(ABC):
     kind: str = ""
+    # Classes this source never labels -> the class its masks give those pixels instead (e.g.
+    # CelebAMask-HQ: {"beard": "face"}). Recorded per item by `data prepare`; see training/partial.py.
+    unlabelled_classes: dict[str, str] = {}
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -74,7 +77,7 @@ class Source(ABC):
         """(RGB image, 11-class mask of the same size, counters); raises BadSampleError."""
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "root": str(self.root)}
+        return {"kind": self.kind, "root": str(self.root), "unlabelled_classes": dict(self.unlabelled_classes)}
 
     def own_split(self) -> dict[str, str]:
         """name -> split from the source's train.txt / val.txt, if it has them.

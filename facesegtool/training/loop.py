@@ -48,6 +48,7 @@ from ..models.pretrained import PretrainedWeightsError, load_imagenet_into, supp
 from ..threads import check_threads
 from .losses import build_loss, class_weights
 from .optim import build_optimizer
+from .partial import PartialCodes, PartialLabelLoss, PartialLabels, check_loss, item_unlabelled, labelled_classes
 from .run_lock import RunLockedError, run_lock
 
 SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
@@ -72,6 +73,7 @@ class TrainConfig:
     loss: str = "ce"
     loss_kwargs: dict = field(default_factory=dict)
     weights: str = "equal"
+    class_weight: dict = field(default_factory=dict)  # class name -> weight, over the scheme's (e.g. {"beard": 10})
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float | None = None
@@ -369,10 +371,35 @@ def _check_options(config: TrainConfig) -> None:
             check_size(config.size)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    for name, value in config.class_weight.items():
+        if name not in CLASSES:
+            raise TrainingError(f"--class-weight {name}={value}: no class {name!r}; classes: {', '.join(CLASSES)}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise TrainingError(f"--class-weight {name}={value}: the weight must be a finite number >= 0")
     if config.batch_size < 1:
         raise TrainingError(f"--batch-size must be at least 1, not {config.batch_size}")
     if config.workers < 0:
         raise TrainingError(f"--workers must be 0 or more, not {config.workers}")
+
+
+def _partial_labels(parts: list[FaceParsingDataset], config: TrainConfig, d: _Dist) -> tuple[list, dict]:
+    """The training sets, with set-valued labels where a set never labels a class that another set does
+    (CelebAMask's face may be beard once FaceSynthetics brings beard; see partial.py), and the codes' sets."""
+    hidden = {h for ds in parts for it in ds.manifest["items"] if it.get("split") == "train" for h in item_unlabelled(it)}
+    active = hidden & labelled_classes(ds.manifest for ds in parts)
+    if not active:
+        return parts, {}
+    try:
+        check_loss(config.loss)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    codes = PartialCodes(active)
+    wrapped = [PartialLabels(ds, codes) for ds in parts]
+    if d.main:
+        shown = ", ".join(f"{ds.dataset.root}: {ds.partial_samples} of {len(ds)}" for ds in wrapped if ds.partial_samples)
+        print(f"partial labels for {', '.join(sorted(active))} (unlabelled in some sets, labelled in others): {shown}",
+              flush=True)
+    return wrapped, codes.sets
 
 
 def _data_fingerprint(manifest: dict) -> str:
@@ -439,11 +466,13 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     weights = class_weights(manifest, config.weights)
+    for name, value in config.class_weight.items():  # checked in _check_options
+        weights[CLASSES.index(name)] = float(value)
     augment = build_augmentation(config.augment, config.seed + d.rank)
-    train_ds = FaceParsingDataset(config.data, "train", augment, size)
-    if config.extra_train:
-        # e.g. pseudo-labelled faces: their ignore pixels (255) drop out of the loss like any other
-        train_ds = ConcatDataset([train_ds] + [FaceParsingDataset(p, "train", augment, size) for p in config.extra_train])
+    # extra sets, e.g. pseudo-labelled faces: their ignore pixels (255) drop out of the loss like any other
+    train_parts = [FaceParsingDataset(p, "train", augment, size) for p in [config.data, *config.extra_train]]
+    train_parts, partial_sets = _partial_labels(train_parts, config, d)
+    train_ds = ConcatDataset(train_parts) if len(train_parts) > 1 else train_parts[0]
     val_ds = FaceParsingDataset(config.data, "val", None, size)
     train_loader, sampler = _loader(train_ds, config, d, train=True)
     val_loader, _ = _loader(val_ds, config, d, train=False)
@@ -475,7 +504,10 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
     model = model.to(d.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = build_loss(config.loss, weights, **config.loss_kwargs).to(d.device)
+    criterion = build_loss(config.loss, weights, **config.loss_kwargs)
+    if partial_sets:
+        criterion = PartialLabelLoss(criterion, partial_sets)
+    criterion = criterion.to(d.device)
     optimizer = build_optimizer(config.optimizer, model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if d.main:
         _check_room(out, model, config.optimizer)
@@ -508,9 +540,10 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
     run_config = asdict(config)
     stopped_early = False
     if d.main:
+        overrides = "".join(f", {name} {value:g}" for name, value in config.class_weight.items())
         print(
             f"training {config.model} on {len(train_ds)} train / {len(val_ds)} val images at {size}px, "
-            f"{config.loss} loss ({config.weights} weights), {config.optimizer} lr {config.lr}, {config.scheduler}, "
+            f"{config.loss} loss ({config.weights} weights{overrides}), {config.optimizer} lr {config.lr}, {config.scheduler}, "
             f"{d.world} process(es) on {d.device}, {torch.get_num_threads()} threads",
             flush=True,
         )

@@ -1,0 +1,74 @@
+"""Microsoft FaceSynthetics renders (index labels with beard), mapped onto the 11 classes.
+
+Layout (`../shared/data/beard-labelled/facesynthetics-100`, as the release ships it):
+    NNNNNN.png (RGB render), NNNNNN_seg.png (8-bit ids 0..18 of labels.FACESYNTHETICS_LABELS,
+    255 = ignore), NNNNNN_ldmks.txt (landmarks, unused). Optional train.txt / val.txt / subjects.txt.
+
+The renders label beard (id 14), so unlike CelebAMask-HQ this source labels all 11 classes; the
+mapping (labels.FACESYNTHETICS_TO_CLASS) says why mouth_interior is ignore and facewear background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import FACESYNTHETICS_LABELS, FACESYNTHETICS_TO_CLASS, IGNORE_INDEX, class_or_ignore
+from .source import (BadSampleError, Sample, Source, duplicate_names, images_in, read_index_mask,
+                     read_rgb, refuse_duplicates)
+
+LABEL_SUFFIX = "_seg"
+UNKNOWN = 254  # lut value of an id FaceSynthetics does not define (never a class: we have 11)
+
+
+def facesynthetics_lut() -> np.ndarray:
+    """256-entry lookup table: FaceSynthetics id -> class index; 255 stays ignore, unknown ids are marked 254."""
+    lut = np.full(256, UNKNOWN, dtype=np.uint8)
+    for label_id, name in enumerate(FACESYNTHETICS_LABELS):
+        lut[label_id] = class_or_ignore(FACESYNTHETICS_TO_CLASS[name])
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut
+
+
+class FaceSynthetics(Source):
+    """NNNNNN.png + NNNNNN_seg.png pairs in one folder."""
+
+    kind = "facesynthetics"
+
+    def __init__(self, root: str | Path):
+        super().__init__(root)
+        self.lut = facesynthetics_lut()
+
+    def samples(self) -> list[Sample]:
+        files = images_in(self.root)
+        labels = {p.stem[: -len(LABEL_SUFFIX)]: p for p in files if p.stem.endswith(LABEL_SUFFIX)}
+        image_files = [p for p in files if not p.stem.endswith(LABEL_SUFFIX)]
+        images = {p.stem: p for p in image_files}
+        listed, subjects = self.own_split(), self.subjects()
+        out = []
+        for name in sorted(images.keys() | labels.keys()):
+            image = images.get(name, self.root / f"{name}.png")
+            label = labels.get(name, self.root / f"{name}{LABEL_SUFFIX}.png")
+            problem = None
+            if name not in labels:
+                problem = (image, f"no label {label.name} for this image")
+            elif name not in images:
+                problem = (label, f"no image {name}.png for this label")
+            out.append(Sample(name, image, (label,), self.split_for(name, listed), subjects.get(name), problem))
+        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
+
+    def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        sample.check()
+        rgb = read_rgb(sample.image, orientation="refuse")
+        (label_path,) = sample.labels
+        ids = read_index_mask(label_path)
+        if ids.shape != rgb.shape[:2]:
+            raise BadSampleError(label_path, f"label is {ids.shape[1]}x{ids.shape[0]} but its image "
+                                             f"{sample.image.name} is {rgb.shape[1]}x{rgb.shape[0]}")
+        mask = self.lut[ids]
+        if (mask == UNKNOWN).any():
+            shown = ", ".join(map(str, np.unique(ids[mask == UNKNOWN])[:8].tolist()))
+            raise BadSampleError(label_path, f"values {shown} are not FaceSynthetics label ids "
+                                             f"(0..{len(FACESYNTHETICS_LABELS) - 1}, 255 ignore)")
+        return rgb, mask, {"beard_pixels": int((ids == FACESYNTHETICS_LABELS.index("beard")).sum())}
