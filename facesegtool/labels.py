@@ -127,11 +127,16 @@ FACESYNTHETICS_LABELS: tuple[str, ...] = (
 # both sources teach one thing. mouth_interior holds teeth, tongue and the dark mouth alike, so it is
 # neither teeth nor background: ignore. facewear (masks, bandanas over the face) is background as
 # CelebAMask's worn things are: it hides the face, so no face effect should paint it.
+# glasses is ignore, and so is the area the frames enclose (data/facesynthetics.py glasses_area, the
+# convex hull of the glasses pixels): our "glasses" is the whole glasses area, frames and lenses, as
+# CelebAMask draws it, but these renders label only the frames (clear lenses are the skin, eyes and
+# brows beneath; only tinted lenses are sometimes glasses), so taught as labelled they contradict
+# CelebAMask's glasses inside every lens.
 FACESYNTHETICS_TO_CLASS: dict[str, str] = {
     "background": "background", "skin": "face", "nose": "nose", "right_eye": "eyes", "left_eye": "eyes",
     "right_brow": "eyebrows", "left_brow": "eyebrows", "right_ear": "ears", "left_ear": "ears",
     "mouth_interior": IGNORE, "top_lip": "lips", "bottom_lip": "lips", "neck": "face", "hair": "hair",
-    "beard": "beard", "clothing": "background", "glasses": "glasses", "headwear": "background",
+    "beard": "beard", "clothing": "background", "glasses": IGNORE, "headwear": "background",
     "facewear": "background",
 }
 

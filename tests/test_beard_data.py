@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -61,9 +62,31 @@ def test_facesynthetics_labels_map_onto_our_classes(fs_subset):
         assert (mask[ids == 9] == IGNORE_INDEX).all()  # mouth interior: teeth not separated
         assert (mask[ids == 12] == CLASS_INDEX["face"]).all()  # neck, as CelebAMask's
         assert (mask[np.isin(ids, (15, 17, 18))] == CLASS_INDEX["background"]).all()  # clothing, headwear, facewear
-        assert (mask[ids == 16] == CLASS_INDEX["glasses"]).all()
+        assert (mask[ids == 16] == IGNORE_INDEX).all()  # frames-only glasses (next test)
     assert (np.asarray(Image.open(FS / "000005_seg.png")) == 14).any()
     assert (np.asarray(Image.open(FS / "000008_seg.png")) == 16).any()
+
+
+def enclosed(region: np.ndarray) -> np.ndarray:
+    """Pixels outside `region` that `region` encloses (not reachable from the picture's edge)."""
+    outside = np.pad(~region, 1, constant_values=True).astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return (outside == 1)[1:-1, 1:-1]
+
+
+def test_facesynthetics_lens_interior_is_ignore_not_face(fs_subset):
+    # 000008 wears aviators whose frames FaceSynthetics labels (id 16) around lenses labelled as the
+    # skin and eyes behind them; our glasses class (CelebAMask's) is frames and lenses together.
+    source = FaceSynthetics(fs_subset)
+    sample = next(s for s in source.samples() if s.name == "000008")
+    ids = np.asarray(Image.open(FS / "000008_seg.png"))
+    lenses = enclosed(ids == 16)
+    assert lenses.sum() > 1000 and (ids[lenses] == 1).sum() > 1000  # the source calls the lens skin
+    _, mask, _ = source.load(sample)
+    assert (mask[lenses] == IGNORE_INDEX).all() and (mask[ids == 16] == IGNORE_INDEX).all()
+    assert not (mask == CLASS_INDEX["glasses"]).any()
+    # away from the glasses the face is still taught
+    assert (mask == CLASS_INDEX["face"]).sum() > 0.5 * ((ids == 1) | (ids == 12)).sum()
 
 
 def test_facesynthetics_unknown_id_is_refused(fs_subset, tmp_path):

@@ -4,14 +4,17 @@ Layout (`../shared/data/beard-labelled/facesynthetics-100`, as the release ships
     NNNNNN.png (RGB render), NNNNNN_seg.png (8-bit ids 0..18 of labels.FACESYNTHETICS_LABELS,
     255 = ignore), NNNNNN_ldmks.txt (landmarks, unused). Optional train.txt / val.txt / subjects.txt.
 
-The renders label beard (id 14), so unlike CelebAMask-HQ this source labels all 11 classes; the
-mapping (labels.FACESYNTHETICS_TO_CLASS) says why mouth_interior is ignore and facewear background.
+The renders label beard (id 14), so unlike CelebAMask-HQ this source labels every class but glasses
+(and teeth, inside mouth_interior); the mapping (labels.FACESYNTHETICS_TO_CLASS) says why
+mouth_interior is ignore, facewear background, and glasses ignore together with the area its frames
+enclose (glasses_area).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..labels import FACESYNTHETICS_LABELS, FACESYNTHETICS_TO_CLASS, IGNORE_INDEX, class_or_ignore
@@ -20,6 +23,26 @@ from .source import (BadSampleError, Sample, Source, duplicate_names, images_in,
 
 LABEL_SUFFIX = "_seg"
 UNKNOWN = 254  # lut value of an id FaceSynthetics does not define (never a class: we have 11)
+GLASSES = FACESYNTHETICS_LABELS.index("glasses")
+
+
+def glasses_area(ids: np.ndarray) -> np.ndarray:
+    """Where the glasses are, lenses included: the convex hull of the labelled glasses pixels.
+
+    FaceSynthetics labels the frames (and some tinted lenses); a clear lens is labelled as the skin and
+    eyes behind it, while our "glasses" (CelebAMask's) is the whole area, frames and lenses. The lenses
+    cannot be told from that label alone: filling the frames' holes misses every frame the render
+    leaves open (a rim running behind the head, a half-rim, a rim broken by hair or at the picture's
+    edge), so the hull of all glasses pixels (rims, bridge, temples) is ignored instead. It also takes
+    some skin between a temple and the lens and the top of the nose: those pixels are only not
+    trained on. A half-rim's lower lens edge, drawn nowhere, can still fall outside the hull.
+    """
+    glasses = (ids == GLASSES).astype(np.uint8)
+    area = np.zeros_like(glasses)
+    points = cv2.findNonZero(glasses)
+    if points is not None:
+        cv2.fillPoly(area, [cv2.convexHull(points)], 1)
+    return area.astype(bool) | glasses.astype(bool)
 
 
 def facesynthetics_lut() -> np.ndarray:
@@ -71,4 +94,5 @@ class FaceSynthetics(Source):
             shown = ", ".join(map(str, np.unique(ids[mask == UNKNOWN])[:8].tolist()))
             raise BadSampleError(label_path, f"values {shown} are not FaceSynthetics label ids "
                                              f"(0..{len(FACESYNTHETICS_LABELS) - 1}, 255 ignore)")
+        mask[glasses_area(ids)] = IGNORE_INDEX  # frames-only glasses: see glasses_area
         return rgb, mask, {"beard_pixels": int((ids == FACESYNTHETICS_LABELS.index("beard")).sum())}
