@@ -7,6 +7,7 @@
 * measures.json: predict's figures per photo, plus the crop-only seam and the video figures;
 * zoom.jpg: an eyebrow and the hairline of a 1350 x 1800 portrait at full size, magnified 3x:
   the argmax upsampled nearest (left, ~5-px steps) and the scores upsampled bilinearly (right);
+  then the hair recolour at the hairline from the hard mask (left) and with soft alphas (right);
 * steady.jpg: frames of a shaky clip made from a shared photo (small camera shake and zoom), each
   frame parsed on its own (top row) and with the tracked crop and smoothed scores (bottom row);
   red: pixels whose class changed since the previous frame once the camera's motion is undone.
@@ -26,7 +27,7 @@ from ..atomic import write_bytes_atomic
 from ..data.source import read_rgb
 from .backends import Segmenter, TorchSegmenter
 from .detect import FaceDetector, load_detector
-from .effects import DEFAULT_EFFECTS, overlay
+from .effects import DEFAULT_EFFECTS, DEFAULT_HAIR, Effects, apply_effects, overlay
 from .measures import consecutive_iou, seam_pixels, shaky_clip
 from .parse import parse_image
 from .render import contact_sheet, label_tile
@@ -100,9 +101,11 @@ def _zoom_box(mask: np.ndarray, region: np.ndarray) -> tuple[int, int]:
 
 def zoom_strip(segmenter: Segmenter, detector: FaceDetector, photo: Path, path: Path) -> dict:
     """Write zoom.jpg: an eyebrow and the hairline of one photo at its full resolution, the overlay
-    from the nearest-upsampled argmax (left) and from bilinear scores (right), magnified ZOOM x."""
+    from the nearest-upsampled argmax (left) and from bilinear scores (right), then the hair effect at
+    the hairline from the hard mask (left) and with soft alphas (right), magnified ZOOM x."""
     rgb = read_rgb(photo)
-    masks = {m: parse_image(rgb, segmenter, detector, upsample=m).mask for m in ("nearest", "bilinear")}
+    parsed = {m: parse_image(rgb, segmenter, detector, upsample=m) for m in ("nearest", "bilinear")}
+    masks = {m: p.mask for m, p in parsed.items()}
     mask = masks["bilinear"]
     brows, hair, face = (mask == segmenter.classes.index(n) for n in ("eyebrows", "hair", "face"))
     hairline = hair & (cv2.dilate(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
@@ -122,6 +125,13 @@ def zoom_strip(segmenter: Segmenter, detector: FaceDetector, photo: Path, path: 
             tiles.append(np.pad(label_tile(big, f"{name}: {mode}"), ((0, 4), (0, 4), (0, 0)), constant_values=255))
         rows.append(np.hstack(tiles))
         figures[name] = {"x": x, "y": y, "side": ZOOM_SIDE}
+    hair_only = Effects(hair=DEFAULT_HAIR)
+    tiles = []
+    for label, soft in (("hair effect: hard mask", None), ("hair effect: soft alpha", parsed["bilinear"].alphas)):
+        out = apply_effects(rgb, mask, hair_only, 0.5, segmenter.classes, soft)  # predict's default strength
+        big = cv2.resize(out[y : y + ZOOM_SIDE, x : x + ZOOM_SIDE], None, fx=ZOOM, fy=ZOOM, interpolation=cv2.INTER_NEAREST)
+        tiles.append(np.pad(label_tile(big, label), ((0, 4), (0, 4), (0, 0)), constant_values=255))
+    rows.append(np.hstack(tiles))
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise RuntimeError(f"cannot encode {path}")
