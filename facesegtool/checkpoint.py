@@ -98,7 +98,40 @@ def read_checkpoint(path: str | Path) -> dict:
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facesegtool checkpoint (no 'format': '{FORMAT}')")
+    check_checkpoint(ckpt, path)
     return ckpt
+
+
+def check_checkpoint(ckpt: dict, path: str | Path) -> None:
+    """The fields a model is rebuilt from, checked once on read: an edited or damaged checkpoint stops with
+    one CheckpointError naming the file and the field, not a TypeError deep in the model's constructor."""
+    from .model_spec import ModelSpecError, check_contract_dict, check_labels, check_normalization, positive_size
+
+    def bad(field: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: checkpoint field {field!r} {what}; give a checkpoint written by "
+                               "`facesegtool train`")
+
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise bad("model", "must be a mapping with the model's registry name")
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise bad("model.kwargs", f"must be a mapping of argument names to values, not {str(kwargs)[:80]}")
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise bad("state_dict", "must be a non-empty mapping of parameter names to tensors")
+    try:
+        check_labels(ckpt.get("classes"), "classes")
+        inp = ckpt.get("input")
+        if not isinstance(inp, dict):
+            raise ModelSpecError("input must be a mapping (size, mean, std, scale, channel_order)")
+        positive_size(inp.get("size"), "input.size")
+        check_normalization(inp, "input")
+        if "spec" in ckpt:
+            check_contract_dict(ckpt["spec"], "spec")
+    except ModelSpecError as exc:
+        raise CheckpointError(f"{path}: checkpoint field {exc}; give a checkpoint written by `facesegtool train`") from None
 
 
 def _load_failure(exc: Exception) -> str:
@@ -110,6 +143,8 @@ def _load_failure(exc: Exception) -> str:
         if found:
             return f"it holds Python code or objects ({found.group(1)}), not only tensors and plain data, so it was refused"
         return "not tensors and plain data as a checkpoint holds them (corrupt, truncated, or another kind of file)"
+    if "PytorchStreamReader" in text or "miniz" in text:  # torch's zip reader: its long advice speaks of checkpoints
+        return "a damaged or truncated zip archive (cut off while copying or saving?); copy or save it again"
     if isinstance(exc, (KeyError, EOFError)):  # torch.load of text or cut-off bytes: KeyError(101), EOFError
         return "not a PyTorch checkpoint file (a text file, a cut-off download, or another kind of file)"
     return text.rstrip(".") or type(exc).__name__
@@ -123,8 +158,10 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     try:
         model = create_model(spec["name"], num_classes=len(ckpt["classes"]), **spec.get("kwargs", {}))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-    except (ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild model {spec.get('name')!r}: {exc}") from exc
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:  # TypeError: kwargs the constructor does not take
+        why = " ".join(str(exc).split())
+        raise CheckpointError(f"{path}: cannot rebuild model {spec.get('name')!r}: "
+                              f"{why[:300] + ' ...' if len(why) > 300 else why}") from None
     model.eval()
     return model, ckpt
 

@@ -204,17 +204,29 @@ def data_stats(prepared_dir, png) -> None:
     """
     from pathlib import Path
 
+    from .atomic import check_apart
     from .data.dataset import PreparedDataError, load_prepared
     from .data.stats import frequency_table, plot_frequencies
 
     try:
         manifest = load_prepared(prepared_dir)
         png = Path(png) if png else Path(prepared_dir) / "class_frequencies.png"
+        # the chart may sit beside the set, never on one of its files
+        names = [it.get("name") for it in manifest["items"] if isinstance(it, dict)]
+        own = [Path(prepared_dir) / f"{sub}/{n}.png" for n in names for sub in ("images", "masks")]
+        check_apart({"--png": png}, {"PREPARED_DIR": [Path(prepared_dir) / "manifest.json", *own]})
+        if png.is_file() and _head(png, 8) != b"\x89PNG\r\n\x1a\n":
+            fail(f"--png {png}: exists and is not a PNG picture; refusing to overwrite it; choose another --png")
         plot_frequencies(manifest, png)
     except (PreparedDataError, KeyError, OSError) as exc:
         fail(str(exc))
     click.echo(frequency_table(manifest))
     click.echo(f"bar chart: {png}")
+
+
+def _head(path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
 
 
 # --- models / train / eval -------------------------------------------------------------------
@@ -383,10 +395,13 @@ def eval_cmd(checkpoint, spec, weights, data_dir, split, out_dir, batch_size, ov
     Example:
       facesegtool eval --checkpoint runs/regseg/best.pt --data prepared/celeba256
     """
+    from .atomic import check_apart, model_file
     from .checkpoint import CheckpointError
     from .data.dataset import PreparedDataError
     from .training.evaluate import evaluate
 
+    check_apart({"--out": out_dir}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
+                                     "--data": data_dir})
     try:
         result = evaluate(checkpoint, data_dir, split=split, out=out_dir, batch_size=batch_size, overlays=overlays,
                           threads=threads, latency_runs=latency_runs, spec=spec, weights=weights)
@@ -412,10 +427,12 @@ def eval_cmd(checkpoint, spec, weights, data_dir, split, out_dir, batch_size, ov
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: exports/default for the shipped model, else exports/<model>].")
 @click.option("--per-tensor", is_flag=True, help="int8/dynamic: one weight scale per tensor, not per channel.")
-@click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
-              help="int8 model's input/output type (float32: float I/O around an integer model).")
-@click.option("--bake-normalization", is_flag=True,
-              help="Model takes raw RGB 0..255 and normalises inside (the app feeds camera bytes as they are).")
+@click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default=None,
+              help="int8 model's input/output type [default: uint8 when the normalisation is baked in, else "
+                   "float32: what MediaPipe and the LiteRT support library take; int8 input they refuse].")
+@click.option("--bake-normalization/--no-bake-normalization", default=None,
+              help="The model takes RGB 0..255 and normalises (and flips BGR) inside, so runtimes feed camera "
+                   "bytes as they are [default: on].")
 @click.option("--int16-activations", is_flag=True,
               help="int8 with 16-bit activations (int16x8): more accurate, slower; int16 I/O.")
 @click.option("--float-layer", "float_layers", multiple=True, metavar="TENSOR",
@@ -437,13 +454,14 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
     Examples:
       facesegtool export --quant int8
       facesegtool export --quant all --checkpoint runs/exp1/best.pt --out exports/exp1
-      facesegtool export --quant int8 --io-dtype uint8 --bake-normalization
+      facesegtool export --quant int8 --io-dtype int8     # int8 in and out (our app only; MediaPipe refuses it)
       facesegtool export --quant int8 --calibration my_faces --per-tensor
       facesegtool export --model parser.pt2 --spec parser.yaml --quant fp32,int8 --out exports/parser
       facesegtool export --model my_parser.py:build_model --weights w.pt --spec parser.yaml --resize-output
     """
     import json as jsonlib
 
+    from .atomic import check_apart, model_file
     from .checkpoint import CheckpointError
     from .export import CalibrationError, ConversionError, ExportError, export, parse_quant
 
@@ -453,6 +471,11 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
         from .atomic import check_writable_dir
 
         check_writable_dir(Path(json_path).resolve().parent, "--json")  # before the export, not after it
+        check_apart({"--json": json_path}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
+                                            "--calibration": calibration_dir})
+        if Path(json_path).suffix.lower() != ".json" or _export_file_name(Path(json_path).name):
+            fail(f"--json {json_path}: name it SUMMARY.json, not like an exported model or its sidecar "
+                 "(NAME.tflite, NAME.onnx, NAME_<variant>.json), which it would overwrite")
     try:
         variants = parse_quant(quant)
         report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
@@ -468,8 +491,17 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
     if json_path:
         from .atomic import write_bytes_atomic
 
+        written = [report.onnx, *(f for v in report.variants.values() for f in (v.tflite, v.sidecar))]
+        check_apart({"--json": json_path}, {"the export": written})  # never over a file just exported
         write_bytes_atomic(json_path, jsonlib.dumps(report.as_dict(), indent=1).encode())
     click.echo("next:\n" + "\n".join(f"  {cmd}" for cmd in report.next_commands()))
+
+
+def _export_file_name(name: str) -> bool:
+    """Whether a file name is one `export` writes (a model, or a sidecar NAME_<variant>.json)."""
+    from .export.sidecar import VARIANTS
+
+    return name.endswith((".tflite", ".onnx")) or name.endswith(tuple(f"_{v}.json" for v in VARIANTS))
 
 
 @main.group("calibration")
@@ -495,8 +527,18 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
       facesegtool calibration build --from ../shared/data/faces-in-the-wild --out my_calibration
       facesegtool export --quant int8 --calibration my_calibration
     """
+    import re
+    from pathlib import Path
+
+    from .atomic import check_apart
     from .export.calibration import CalibrationError, build_calibration_set
 
+    check_apart({"--out": out_dir}, {"--from": photos_dir})
+    crop = re.compile(r".+_face\d+\.(jpg|png)$")  # the crops it writes: PHOTO_faceK.jpg
+    theirs = sorted(p.name for p in Path(out_dir).iterdir() if not crop.match(p.name)) if Path(out_dir).is_dir() else []
+    if theirs:
+        fail(f"--out {out_dir}: holds files that are not calibration crops ({', '.join(theirs[:3])}); "
+             "choose a new or empty --out")
     try:
         report = build_calibration_set(photos_dir, out_dir, size=size, margin=margin,
                                        max_faces_per_photo=max_faces, image_format=image_format)
@@ -557,6 +599,16 @@ def verify_cmd(checkpoint, spec, weights, tflite, export_dir, data_dir, split, m
 
     if tflite and export_dir:
         fail("give --tflite FILE... or --export-dir DIR, not both")
+    from pathlib import Path
+
+    from .atomic import check_apart, model_file
+
+    # The report is new files (report.md, verify.json, *.png), so --report may be the export folder itself;
+    # none of them may land on an input, and it may not hold the faces it reads.
+    reports = [Path(report_dir) / n for n in ("report.md", "verify.json", "drops.png")] if report_dir else None
+    check_apart({"--report": reports}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
+                                        "--tflite": [*tflite, *(Path(t).with_suffix(".json") for t in tflite)]})
+    check_apart({"--report": report_dir}, {"--data": data_dir})
     try:
         result = verify(checkpoint=checkpoint, tflite=list(tflite) or None, export_dir=export_dir, data_dir=data_dir,
                         split=split, max_drop=max_drop, max_class_drop=max_class_drop, report_dir=report_dir,
@@ -612,8 +664,10 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--op-profiling", is_flag=True, help="adb: --enable_op_profiling, to list the ops left outside the delegate.")
 @click.option("--require-full-delegation", is_flag=True,
               help="adb: a gpu/nnapi run whose delegate takes only part of the graph counts as failed.")
+@click.option("--run-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="adb: seconds one benchmark_model run may take before it counts as hung.")
 def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, threads, runs, warmup, as_json, out_dir, serial,
-              benchmark_binary, delegates, op_profiling, require_full_delegation) -> None:
+              benchmark_binary, delegates, op_profiling, require_full_delegation, run_timeout) -> None:
     """Latency side by side: PyTorch, ONNX Runtime and each TFLite variant on the host, or
     benchmark_model per delegate and thread count on an Android phone.
 
@@ -633,6 +687,15 @@ def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, thread
     from .tflite_runner import TFLiteModelError
 
     thread_list = _int_list(threads or ("1,2" if device == "host" else "1,4"), "--threads")
+    from .atomic import check_apart, model_file
+
+    from pathlib import Path
+
+    # Only new report files go into --out (bench_<kind>[_<serial>].json/.png), so it may be the export folder
+    # itself; what must not happen is one of them landing on an input.
+    reports = [Path(out_dir) / f"bench_{kind}{ext}" for kind in ("host", "adb") for ext in (".json", ".png")]
+    check_apart({"--out": reports}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
+                                     "--models": model_files, "--benchmark-binary": benchmark_binary})
     try:
         if device == "host":
             report = run_host_bench(checkpoint=checkpoint, spec=spec, weights=weights, export_dir=export_dir,
@@ -645,7 +708,7 @@ def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, thread
                                    benchmark_binary=benchmark_binary, threads=thread_list,
                                    delegates=[d for d in delegates.split(",") if d.strip()], runs=runs or 50,
                                    warmup=warmup, op_profiling=op_profiling, out_dir=out_dir,
-                                   require_full_delegation=require_full_delegation)
+                                   require_full_delegation=require_full_delegation, run_timeout=run_timeout)
     except AdbDisconnected as exc:
         if exc.report and exc.report["results"]:
             click.echo(format_table(exc.report), err=True)
@@ -779,8 +842,11 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
 @click.option("--temporal", type=click.FloatRange(0, 1, max_open=True), default=0.6, show_default=True,
               help="Videos: how strongly class scores are smoothed over time (0 = every frame on its own); with "
                    "--face-crop the crop also follows the face instead of jumping with each detection.")
+@click.option("--runtime", type=click.Choice(["litert", "mediapipe"]), default="litert", show_default=True,
+              help="What runs a .tflite --model: the LiteRT interpreter fed as its sidecar says, or MediaPipe's stock "
+                   "ImageSegmenter fed as the file's standard metadata says (pip install -e '.[mediapipe]').")
 def predict_cmd(inputs, model, checkpoint, spec, weights, out_dir, effect, alpha, face_crop, detector, upsample, beard,
-                whole_head, temporal) -> None:
+                whole_head, temporal, runtime) -> None:
     """Colour mask, overlay and beauty-effect images for photos, folders and videos.
 
     Writes OUT/<name>_mask.png, _overlay.png and _effect.png per image (.mp4 per video), and
@@ -804,7 +870,7 @@ def predict_cmd(inputs, model, checkpoint, spec, weights, out_dir, effect, alpha
         effects = parse_effects(effect)
         report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
                          face_crop=face_crop, whole_head=whole_head, temporal=temporal, upsample=upsample,
-                         beard=beard, detector=detector, spec=spec, weights=weights)
+                         beard=beard, detector=detector, spec=spec, weights=weights, runtime=runtime)
     except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
         fail(str(exc))
     click.echo(f"model: {report.model}")
@@ -818,7 +884,8 @@ def predict_cmd(inputs, model, checkpoint, spec, weights, out_dir, effect, alpha
             found = f", {p.frames} frames"
         figures = "".join(f", {k} {v:.3f}" for k, v in p.measures.items() if isinstance(v, float))
         click.echo(f"{p.input}{found}{figures} -> {', '.join(str(f.name) for f in p.outputs.values())}")
-    click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}; figures in {report.measures}")
+    if report.measures:
+        click.echo(f"wrote {len(report.predictions)} result(s) to {report.out_dir}; figures in {report.measures}")
     if report.sheet:
         click.echo(f"contact sheet (overlay | effect per image): {report.sheet}")
     if report.skipped:  # the others ran; the exit status still says that some input was bad

@@ -27,6 +27,7 @@ import hashlib
 import importlib.util
 import pickle
 import re
+import shlex
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ import torch.nn.functional as F
 
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import CheckpointError, _load_failure, default_checkpoint, load_model
-from .model_spec import ModelSpec, ModelSpecError, checkpoint_spec, read_spec_file, resolve_spec, spec_from_dict
+from .model_spec import (ModelSpec, ModelSpecError, checkpoint_spec, positive_size, read_spec_file, resolve_spec,
+                         spec_from_dict)
 
 FORMATS = ("checkpoint", "exported-program", "torchscript", "module", "onnx")
 _MODULE_REF = re.compile(r"^(?P<file>.+\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
@@ -117,16 +119,14 @@ class LoadedModel:
 # --- output adaptation ---------------------------------------------------------------------------------
 
 
-def _leaves(out: Any) -> list[torch.Tensor]:
-    leaves, _ = torch.utils._pytree.tree_flatten(out)
-    return [t for t in leaves if isinstance(t, torch.Tensor)]
-
-
 def select_output(out: Any, select: int | str | None) -> torch.Tensor:
     """The one tensor the spec names: a tensor as it is; else an index into a tuple/list, a key of a dict,
-    or (select None) the first tensor output, as BiSeNet-style nets return (main, aux1, aux2)."""
+    or (select None) a dict's "logits" (transformers' outputs), else the first tensor output, as
+    BiSeNet-style nets return (main, aux1, aux2)."""
     if isinstance(out, torch.Tensor):
         return out
+    if select is None and isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]  # a Hugging Face ModelOutput (or its dict): the scores, whatever else it holds
     if isinstance(select, str):
         if not isinstance(out, dict) or select not in out:
             keys = list(out) if isinstance(out, dict) else f"a {type(out).__name__}"
@@ -209,6 +209,8 @@ def detect_format(model: str | Path) -> str:
     if _MODULE_REF.match(text) and not Path(text).is_file():
         return "module"
     path = Path(text)
+    if path.is_dir():
+        raise ModelSourceError(f"{path} is a folder; give the model file in it (e.g. {path / 'model.pt'})")
     if not path.is_file():
         if text.endswith(".py"):
             raise ModelSourceError(f"{path}: name the function that builds the model, e.g. --model {path}:build_model")
@@ -282,12 +284,39 @@ def _plain_data_only():
 
 
 def _load_exported_program(path: Path) -> tuple[nn.Module, int | None]:
+    from .pytree_types import PytreeTypeError, keyword_input, module_calls, register_archive_types
+
+    try:  # a Hugging Face model's ModelOutput must be a known pytree type before the archive loads
+        calls = module_calls(path)
+        register_archive_types(path, calls)
+    except PytreeTypeError as exc:
+        raise ModelSourceError(str(exc)) from None
+    except (zipfile.BadZipFile, OSError, ValueError):  # torch.export.load below names the fault
+        calls = []
     try:
         with _plain_data_only():
             program = torch.export.load(str(path))
     except Exception as exc:
         raise ModelSourceError(f"{path}: cannot load as a torch.export program: {_load_failure(exc)}") from exc
-    return program.module(), _static_size(program)
+    keyword = keyword_input(calls)
+    module = program.module()
+    return (module if keyword is None else KeywordInput(module, keyword)), _static_size(program)
+
+
+class KeywordInput(nn.Module):
+    """A program exported with its image as a keyword only (`pixel_values=x`), called positionally.
+
+    Holds the program outside the module tree, frozen, as ContractNet(hide=True) does."""
+
+    def __init__(self, program: nn.Module, keyword: str):
+        super().__init__()
+        for p in program.parameters():
+            p.requires_grad_(False)
+        object.__setattr__(self, "program", program)
+        self.keyword = keyword
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.program(**{self.keyword: x})
 
 
 def _static_size(program: Any) -> int | None:
@@ -327,15 +356,15 @@ def _load_user_module(ref: str, weights: str | Path | None) -> tuple[nn.Module, 
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ModelSourceError(f"{file}: importing it failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # exit() in user code must not end the command as if it had succeeded
+        raise ModelSourceError(f"{file}: importing it failed: {_user_failure(exc)}") from None
     builder = getattr(module, func, None)
     if not callable(builder):
         raise ModelSourceError(f"{file} has no function {func!r}")
     try:
         net = builder()
-    except Exception as exc:
-        raise ModelSourceError(f"{file}:{func}() failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise ModelSourceError(f"{file}:{func}() failed: {_user_failure(exc)}") from None
     if not isinstance(net, nn.Module):
         raise ModelSourceError(f"{file}:{func}() returned a {type(net).__name__}, not a torch nn.Module")
     if weights is None:
@@ -348,6 +377,12 @@ def _load_user_module(ref: str, weights: str | Path | None) -> tuple[nn.Module, 
         lines = " ".join(str(exc).split())
         raise ModelSourceError(f"{weights} does not fit {file}:{func}(): {lines[:400]}") from exc
     return net.eval(), weights
+
+
+def _user_failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called exit({exc.code!r}) instead of returning a model"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -402,6 +437,8 @@ def load_source(
     """
     raw = read_spec_file(spec) if isinstance(spec, (str, Path)) else dict(spec or {})
     where = str(spec) if isinstance(spec, (str, Path)) else "--spec"
+    if (raw.get("input") or {}).get("size") is not None:  # a quoted "64" is a typo, not a dynamic shape
+        positive_size(raw["input"]["size"], f"{where}: input size")
     if model is None:
         model = default_checkpoint()
     fmt = detect_format(model)
@@ -458,7 +495,7 @@ def load_source(
                 probe_out = probe_net(torch.zeros(1, 3, probe_size, probe_size))
         except ModelSpecError as exc:
             raise ModelSpecError(f"{where}: {exc}") from exc
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise ModelSourceError(f"{path}: running it on a 1x3x{probe_size}x{probe_size} input failed: "
                                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
         num_channels = int(probe_out.shape[1])
@@ -488,6 +525,8 @@ def _onnx_input_size(path: Path) -> tuple[int | None, None]:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise ModelSourceError(f"{path}: not a readable ONNX file ({exc})") from exc
+    if not proto.graph.node:  # an empty or cut-off file parses as an empty model
+        raise ModelSourceError(f"{path}: not an ONNX model (no graph in it: empty, truncated or another kind of file)")
     inits = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -511,17 +550,20 @@ def load_exported_source(
     num_threads: int | None = None,
 ) -> LoadedModel:
     """The model some exports came from: `model` if given, else the one their sidecars record (when the
-    file is still there), else the shipped default; its contract from `spec`, else the recorded one."""
+    file is still there), else the shipped default; its contract from `spec`, else the recorded one.
+
+    A sidecar is data: it may name a model file to read (checkpoint, .pt2, TorchScript, ONNX: loaded as
+    data only), never code to run. A recorded `code.py:function` source is refused with the options that
+    name it, so that the user confirms it on the command line; and such code named there is imported only
+    after its weights have matched the sha256 the exports recorded."""
     given = model
     if model is None:
         sources = {json_key(s.get("source") or {"path": s.get("source_checkpoint")}) for s in sidecars}
         if len(sources) == 1:
-            recorded = dict(sources.pop())
-            ref, path, recorded_weights = recorded.get("ref"), recorded.get("path"), recorded.get("weights")
-            if recorded_weights and ref and Path(recorded_weights).is_file():
-                model, weights = ref, weights or recorded_weights
-            elif path and Path(path).is_file():
-                model = ref if ref and Path(ref).is_file() else path
+            model, recorded_weights = _recorded_model(dict(sources.pop()), sidecars)
+            weights = weights or recorded_weights
+    elif _MODULE_REF.match(str(model)) and not Path(str(model)).is_file():
+        _check_recorded_sha256(weights, sidecars, str(model))
     # A checkpoint named on the command line carries its own contract; the recorded one is for the rest.
     if spec is None and not (given is not None and detect_format(given) == "checkpoint"):
         recorded_specs = [s["spec"] for s in sidecars if isinstance(s.get("spec"), dict)]
@@ -530,6 +572,36 @@ def load_exported_source(
             spec = {"labels": first["labels"], "input": dict(first["input"]),
                     "output": {k: v for k, v in first["output"].items() if v is not None}, "mapping": first["mapping"]}
     return load_source(model, spec=spec, weights=weights, num_threads=num_threads)
+
+
+def _recorded_model(recorded: dict, sidecars: list[dict]) -> tuple[str | None, str | None]:
+    """(model, weights) the sidecars record, when the files are still there and hold no code to run."""
+    ref, path, recorded_weights = (None if v in (None, "None") else v  # json_key made None a string
+                                   for v in map(recorded.get, ("ref", "path", "weights")))
+    code = [r for r in (ref, path) if r and (_MODULE_REF.match(r) or r.endswith(".py")) and not Path(r).is_file()]
+    if code:
+        exported = next((s.get("tflite") for s in sidecars if s.get("tflite")), "the exports")
+        confirm = shlex.join(["--model", code[0]] + (["--weights", recorded_weights] if recorded_weights else []))
+        raise ModelSourceError(f"{exported} records its model as Python code ({code[0]}); code named in a sidecar is "
+                               f"never run: check that code, then name it yourself: {confirm}")
+    for candidate in (ref, path):
+        if candidate and Path(candidate).is_file() and Path(candidate).suffix != ".py":
+            return candidate, None
+    return None, None
+
+
+def _check_recorded_sha256(weights: str | Path | None, sidecars: list[dict], ref: str) -> None:
+    """Before any user code is imported: its weights must be the file the exports were made from."""
+    if weights is None or not Path(weights).is_file():
+        return  # load_source says what is missing, before importing anything
+    digest = sha256_of(Path(weights))
+    for s in sidecars:
+        recorded = (s.get("source") or {}).get("sha256")
+        if recorded and recorded != digest:
+            raise ModelSourceError(
+                f"{s.get('tflite') or 'an export'} was exported from {(s.get('source') or {}).get('ref') or 'another model'} "
+                f"(sha256 {str(recorded)[:12]}), not from {ref} with {weights} (sha256 {digest[:12]}); {ref} was not "
+                "imported: pass the model and --weights it was exported from, or re-export")
 
 
 def json_key(d: dict) -> tuple:

@@ -23,6 +23,7 @@ A spec that contradicts the model stops with one ModelSpecError naming the confl
 from __future__ import annotations
 
 import colorsys
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,20 +136,67 @@ class ModelSpec:
         }
 
 
-def spec_from_dict(data: dict) -> ModelSpec:
-    """Inverse of ModelSpec.to_dict (no inference: the dict is a finished contract)."""
+def spec_from_dict(data: dict, where: str = "spec") -> ModelSpec:
+    """Inverse of ModelSpec.to_dict (no inference: the dict is a finished contract), checked: it comes from a
+    file (a checkpoint, a sidecar) that may have been edited. Raises ModelSpecError naming `where` and the field."""
+    check_contract_dict(data, where)
     out = data.get("output") or {}
     return ModelSpec(list(data["labels"]), dict(data["input"]), dict(data["mapping"]), out.get("layout", "NCHW"),
-                     out.get("kind", "logits"), out.get("select"), data.get("preset"), list(data.get("assumed", [])))
+                     out.get("kind", "logits"), out.get("select"), data.get("preset"), list(data.get("assumed") or []))
+
+
+def check_labels(labels: object, where: str) -> list[str]:
+    """Two or more distinct non-empty class names, else ModelSpecError naming `where`."""
+    if not isinstance(labels, list) or not all(isinstance(n, str) and n for n in labels):
+        raise ModelSpecError(f"{where} must be a list of class names, not {str(labels)[:80]!r}")
+    if len(labels) < 2:
+        raise ModelSpecError(f"{where} lists {len(labels)} class(es); a face parser has 2 or more")
+    if len(set(labels)) != len(labels):
+        raise ModelSpecError(f"{where}: duplicate label(s) {', '.join(sorted({n for n in labels if labels.count(n) > 1}))}")
+    return labels
+
+
+def check_mapping(mapping: object, labels: list[str], where: str) -> None:
+    """Every label mapped onto one of our classes or "ignore"."""
+    if not isinstance(mapping, dict):
+        raise ModelSpecError(f"{where} must map each label to one of our classes or '{IGNORE}'")
+    for label in labels:
+        target = mapping.get(label)
+        if not isinstance(target, str) or (target not in CLASS_INDEX and target != IGNORE):
+            raise ModelSpecError(f"{where}: label {label!r} -> {target!r}: not one of {', '.join(CLASSES)} or '{IGNORE}'")
+
+
+def check_contract_dict(data: object, where: str) -> None:
+    """A finished contract as ModelSpec.to_dict writes it: labels, input, output, mapping."""
+    if not isinstance(data, dict):
+        raise ModelSpecError(f"{where} must be a mapping (labels, input, output, mapping)")
+    labels = check_labels(data.get("labels"), f"{where}.labels")
+    inp = data.get("input")
+    if not isinstance(inp, dict):
+        raise ModelSpecError(f"{where}.input must be a mapping (size, mean, std, scale, channel_order)")
+    if "size" in inp:
+        positive_size(inp["size"], f"{where}.input.size")
+    check_normalization(inp, f"{where}.input")
+    check_mapping(data.get("mapping"), labels, f"{where}.mapping")
+    out = data.get("output") or {}
+    if not isinstance(out, dict):
+        raise ModelSpecError(f"{where}.output must be a mapping (layout, kind, select)")
+    if str(out.get("layout", "NCHW")).upper() not in LAYOUTS or out.get("kind", "logits") not in KINDS:
+        raise ModelSpecError(f"{where}.output: layout must be NCHW or NHWC and kind logits or probabilities")
+    select = out.get("select")
+    if select is not None and (isinstance(select, bool) or not isinstance(select, (int, str))):
+        raise ModelSpecError(f"{where}.output.select must be an output's index or name, not {str(select)[:80]!r}")
 
 
 def read_spec_file(path: str | Path) -> dict:
     """The raw YAML (or JSON) spec, checked for shape only; resolve_spec checks it against the model."""
     import yaml
 
+    from .yaml_io import safe_load_no_aliases
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_no_aliases(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelSpecError(f"{path}: no such spec file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -209,6 +257,9 @@ def resolve_spec(
         labels = [f"class_{i}" for i in range(num_channels)]
         assumed.append(f"labels: the spec names none and {num_channels} channels match no preset: "
                        f"named class_0..class_{num_channels - 1}, mapped to none of our classes")
+    if num_channels < 2:
+        raise ModelSpecError(f"{where}: the model's output has {num_channels} channel; a face parser gives one score "
+                             "per class (2 or more channels): wrong output select, or not a segmentation model?")
     if len(labels) != num_channels:
         source = "labels" if raw.get("labels") is not None else f"preset {preset!r}" if preset else "labels"
         raise ModelSpecError(f"{where}: {source} list {len(labels)} classes but the model's output has "
@@ -224,6 +275,9 @@ def resolve_spec(
     if not isinstance(user_mapping, dict):
         raise ModelSpecError(f"{where}: 'mapping' must map model labels to one of our classes or 'ignore'")
     for label, target in user_mapping.items():
+        if not isinstance(label, str) or not isinstance(target, str):
+            raise ModelSpecError(f"{where}: mapping {str(label)[:40]} -> {str(target)[:40]}: each entry maps a label name "
+                                 "to a class name")
         if label not in labels:
             raise ModelSpecError(f"{where}: mapping names label {label!r}, which the model does not have; "
                                  f"its labels: {', '.join(labels)}")
@@ -239,12 +293,12 @@ def resolve_spec(
         assumed.append(f"mapping: {', '.join(guessed)} not mapped by the spec: ignored")
 
     # Input: spec over base over defaults; the graph's static size must agree.
-    inp = dict(base.input) if base is not None else {}
-    inp.update({k: v for k, v in (raw.get("input") or {}).items() if v is not None})
+    inp = {k: v for k, v in (base.input if base is not None else {}).items() if k in INPUT_KEYS}
+    inp.update({k: v for k, v in (raw.get("input") or {}).items() if v is not None and k in INPUT_KEYS})
     if size is not None:
         inp["size"] = int(size)
     if "size" in inp:
-        inp["size"] = _positive_int(inp["size"], f"{where}: input size")
+        inp["size"] = positive_size(inp["size"], f"{where}: input size")
         if graph_size is not None and inp["size"] != graph_size:
             raise ModelSpecError(f"{where}: input size {inp['size']} but the model's graph is fixed at "
                                  f"{graph_size}x{graph_size}; use {graph_size} or re-save the model with another size")
@@ -259,17 +313,7 @@ def resolve_spec(
         if key not in inp:
             inp[key] = default
             assumed.append(f"input {key} {default} ({why}): the spec does not say")
-    inp["channel_order"] = str(inp["channel_order"]).upper()
-    if inp["channel_order"] not in ("RGB", "BGR"):
-        raise ModelSpecError(f"{where}: input channel_order must be RGB or BGR, not {inp['channel_order']!r}")
-    for key in ("mean", "std"):
-        values = inp[key]
-        if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
-            raise ModelSpecError(f"{where}: input {key} must be three numbers, one per channel")
-        inp[key] = [float(v) for v in values]
-    if min(inp["std"]) <= 0:
-        raise ModelSpecError(f"{where}: input std must be > 0")
-    inp["scale"] = float(inp["scale"])
+    inp.update(check_normalization(inp, f"{where}: input"))
 
     out = raw.get("output") or {}
     layout = str(out.get("layout", base.output_layout if base else "NCHW")).upper()
@@ -279,14 +323,42 @@ def resolve_spec(
     if kind not in KINDS:
         raise ModelSpecError(f"{where}: output kind must be logits or probabilities, not {kind!r}")
     select = out.get("select", base.select if base else None)
+    if select is not None and (isinstance(select, bool) or not isinstance(select, (int, str))):
+        raise ModelSpecError(f"{where}: output select must be an output's index or its name, not {str(select)[:80]}")
     return ModelSpec(list(labels), inp, mapping, layout, kind, select, preset,
                      (list(base.assumed) if base else []) + assumed)
 
 
-def _positive_int(value: object, what: str) -> int:
+def positive_size(value: object, what: str) -> int:
+    """An input side in pixels (an int >= 8, not "64" nor 64.0), else ModelSpecError naming `what`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 8:
         raise ModelSpecError(f"{what} must be a whole number of pixels >= 8, not {value!r}")
     return value
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_normalization(inp: dict, where: str) -> dict:
+    """channel_order, mean, std and scale of an input contract, checked and normalised (x = (p / scale - mean) / std):
+    a NaN or zero std or scale would make every input NaN or Inf. Raises ModelSpecError naming `where`."""
+    order = str(inp.get("channel_order", "RGB")).upper()
+    if order not in ("RGB", "BGR"):
+        raise ModelSpecError(f"{where}.channel_order must be RGB or BGR, not {inp.get('channel_order')!r}")
+    checked: dict = {"channel_order": order}
+    for key in ("mean", "std"):
+        values = inp.get(key)
+        if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(map(_is_number, values)):
+            raise ModelSpecError(f"{where}.{key} must be three finite numbers, one per channel, not {values!r}")
+        checked[key] = [float(v) for v in values]
+    if min(checked["std"]) <= 0:
+        raise ModelSpecError(f"{where}.std must be > 0, not {inp['std']!r}")
+    scale = inp.get("scale", 255.0)
+    if not _is_number(scale) or scale <= 0:
+        raise ModelSpecError(f"{where}.scale must be a number > 0 (255 for 8-bit pixels), not {scale!r}")
+    checked["scale"] = float(scale)
+    return checked
 
 
 def checkpoint_spec(ckpt: dict) -> ModelSpec:

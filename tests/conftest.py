@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+# Scripts under tools/ (android_goldens.py) are not in the package; tests import them as modules.
+sys.path.insert(0, str(REPO / "tools"))
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CELEBAMASK_MINI = SHARED / "celebamask-mini"
 FACES_UNLABELLED = SHARED / "faces-unlabelled" / "celebahq"

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesegtool.android import GOLDEN_DIR, AndroidError, install_model, write_golden_expectations
+from android_goldens import GOLDEN_DIR, write_golden_expectations
+from facesegtool.android import AndroidError, install_model
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TESTS = REPO / "android_demo" / "core" / "run_tests.sh"
@@ -63,11 +64,11 @@ def test_committed_goldens_are_current(fresh_goldens):
     fresh = sorted(p.name for p in fresh_goldens.iterdir())
     assert committed == fresh
     stale = [n for n in fresh if (GOLDEN_DIR / n).read_bytes() != (fresh_goldens / n).read_bytes()]
-    assert not stale, f"goldens out of date (rerun facesegtool.android.write_golden_expectations): {stale}"
+    assert not stale, f"goldens out of date (rerun python tools/android_goldens.py): {stale}"
 
 
 def test_goldens_cover_a_real_face_with_every_effect_class(fresh_goldens):
-    from facesegtool.android import read_pnm
+    from android_goldens import read_pnm
     from facesegtool.labels import CLASS_INDEX
 
     mask = read_pnm(fresh_goldens / "mask_float32.pgm")
@@ -81,13 +82,13 @@ def test_soft_goldens_fade_at_the_edges(fresh_goldens):
     """The soft-alpha goldens exercise the fade: most hair edge pixels get an alpha strictly between
     0 and 256, in the float, int8, probability and upsampled cases; the soft effects differ from the
     hard ones."""
-    from facesegtool.android import _read_tensor, read_pnm
+    from android_goldens import read_pnm, read_tensor
 
     cases = json.loads((fresh_goldens / "cases.json").read_text())["soft"]
     hair = cases["classes"].index("hair")
     for case in cases["alphas"] + [cases["upsampled"]]:
         h, w = case.get("out", case["shape"])[:2]
-        alpha = _read_tensor(fresh_goldens / case["alphas"], "uint16", (h, w, len(cases["classes"])))[..., hair]
+        alpha = read_tensor(fresh_goldens / case["alphas"], "uint16", (h, w, len(cases["classes"])))[..., hair]
         assert alpha.max() <= 256
         inside = alpha >= 128
         edge = (inside[1:, 1:] != inside[:-1, 1:]) | (inside[1:, 1:] != inside[1:, :-1])
@@ -100,7 +101,7 @@ def test_soft_goldens_fade_at_the_edges(fresh_goldens):
 
 def test_steady_goldens_exercise_the_merge_and_the_smoothing(fresh_goldens):
     """The whole-head mask has hair past the crop's window; the smoothing restarts on the two cuts."""
-    from facesegtool.android import read_pnm
+    from android_goldens import read_pnm
     from facesegtool.predict.head import window
     from facesegtool.labels import CLASS_INDEX
 
@@ -126,9 +127,16 @@ def test_java_reads_real_export_sidecars(small_export):
     assert f"read {len(sidecars)} export sidecar(s)" in output
 
 
+def demo_app(app: Path) -> Path:
+    """A copy of android_demo's shape: install-model refuses any other folder with an app/ inside."""
+    (app / "app" / "src" / "main").mkdir(parents=True)
+    shutil.copy(REPO / "android_demo" / "settings.gradle.kts", app / "settings.gradle.kts")
+    shutil.copy(REPO / "android_demo" / "app" / "src" / "main" / "AndroidManifest.xml", app / "app" / "src" / "main")
+    return app
+
+
 def test_install_model_copies_a_matching_pair(small_export, tmp_path):
-    app = tmp_path / "android_demo"
-    (app / "app").mkdir(parents=True)
+    app = demo_app(tmp_path / "android_demo")
     tflite = small_export.variants["int8"].tflite
     model, sidecar = install_model(tflite, app)
     assert model.read_bytes() == Path(tflite).read_bytes()
@@ -137,8 +145,7 @@ def test_install_model_copies_a_matching_pair(small_export, tmp_path):
 
 
 def test_install_model_refuses_a_mismatched_pair(small_export, tmp_path):
-    app = tmp_path / "android_demo"
-    (app / "app").mkdir(parents=True)
+    app = demo_app(tmp_path / "android_demo")
     src = small_export.variants["int8"].tflite
     other = small_export.variants["fp32"].tflite
     shutil.copy(other, tmp_path / "model.tflite")  # fp32 model with the int8 model's sidecar
@@ -147,14 +154,32 @@ def test_install_model_refuses_a_mismatched_pair(small_export, tmp_path):
         install_model(tmp_path / "model.tflite", app)
     with pytest.raises(AndroidError, match="not the android_demo"):
         install_model(src, tmp_path)
-    assert not (app / "app" / "src").exists()
+    assert not (app / "app" / "src" / "main" / "assets").exists()
+
+
+def test_install_model_refuses_a_lookalike_folder_and_a_class_count_mismatch(small_export, tmp_path):
+    """Any folder with an app/ inside once passed for the project; a sidecar of 5 classes for 11 output channels too."""
+    src = Path(small_export.variants["fp32"].tflite)
+    lookalike = tmp_path / "lookalike"
+    (lookalike / "app").mkdir(parents=True)
+    with pytest.raises(AndroidError, match="not the android_demo project"):
+        install_model(src, lookalike)
+    assert sorted(p.name for p in lookalike.rglob("*")) == ["app"]
+    shutil.copy(src, tmp_path / "model.tflite")
+    sidecar = json.loads(src.with_suffix(".json").read_text())
+    sidecar["classes"] = sidecar["classes"][:5]
+    sidecar["palette"] = sidecar.get("palette", [])[:5]
+    (tmp_path / "model.json").write_text(json.dumps(sidecar))
+    app = demo_app(tmp_path / "android_demo")
+    with pytest.raises(AndroidError, match="5 classes"):
+        install_model(tmp_path / "model.tflite", app)
+    assert not (app / "app" / "src" / "main" / "assets").exists()
 
 
 def test_install_model_refuses_a_truncated_tflite_even_when_its_sha_matches(small_export, tmp_path):
     import hashlib
 
-    app = tmp_path / "android_demo"
-    (app / "app").mkdir(parents=True)
+    app = demo_app(tmp_path / "android_demo")
     src = small_export.variants["fp32"].tflite
     data = Path(src).read_bytes()[: len(Path(src).read_bytes()) // 2]
     (tmp_path / "model.tflite").write_bytes(data)
@@ -163,7 +188,7 @@ def test_install_model_refuses_a_truncated_tflite_even_when_its_sha_matches(smal
     (tmp_path / "model.json").write_text(json.dumps(sidecar))
     with pytest.raises(AndroidError, match=r"model.tflite: cannot load as a TFLite model.*re-export"):
         install_model(tmp_path / "model.tflite", app)
-    assert not (app / "app" / "src").exists()
+    assert not (app / "app" / "src" / "main" / "assets").exists()
 
 
 def test_install_model_refuses_int16_io_the_app_cannot_feed(small_export, tmp_path):
@@ -187,8 +212,7 @@ def test_install_model_refuses_int16_io_the_app_cannot_feed(small_export, tmp_pa
     sidecar["output"].update(shape=[1, size, size, 11], dtype="float32", quantization=None)
     sidecar["sha256"] = hashlib.sha256(data).hexdigest()
     (tmp_path / "model.json").write_text(json.dumps(sidecar))
-    app = tmp_path / "android_demo"
-    (app / "app").mkdir(parents=True)
+    app = demo_app(tmp_path / "android_demo")
     with pytest.raises(AndroidError, match=r"input int16: the app feeds and reads only float32/int8/uint8"):
         install_model(tmp_path / "model.tflite", app)
-    assert not (app / "app" / "src").exists()
+    assert not (app / "app" / "src" / "main" / "assets").exists()

@@ -31,7 +31,8 @@ from facesegtool.atomic import OutputError, check_writable_dir, write_bytes_atom
 from facesegtool.bench.adb import AdbError, parse_devices, run_adb_bench
 from facesegtool.checkpoint import DEFAULT_INPUT, make_checkpoint, save_checkpoint
 from facesegtool.cli import main
-from facesegtool.data.source import BadSampleError, read_rgb
+from facesegtool.data.source import BadSampleError
+from facesegtool.imaging import read_rgb
 from facesegtool.export import WORK_OWNER, ExportReport, remove_stale_work_dirs
 from facesegtool.export.calibration import CALIBRATION_DIR, CalibrationError, calibration_array
 from facesegtool.models import create_model

@@ -456,3 +456,94 @@ def test_stats_table_and_chart(mini_subset, tmp_path):
     assert plot_frequencies(manifest, tmp_path / "again.png").is_file()
     bad = CliRunner().invoke(main, ["data", "stats", str(tmp_path)])
     assert bad.exit_code == 2 and "no manifest.json" in bad.output
+
+
+# --- issue 31: a prepared set is never read as raw input, and a rerun keeps what it did not write ------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_prepared_set_is_refused_as_raw_celebamask(mini_subset, tmp_path):
+    """`data prepare --celebamask P --out P` once re-read P's 11-class masks as part ids (hair became eyes)."""
+    prepared = tmp_path / "prepared"
+    prepare([CelebAMaskIndex(mini_subset)], prepared, size=SIZE, progress=False)
+    before = _files(prepared)
+    for out in (prepared, tmp_path / "other"):
+        result = CliRunner().invoke(main, ["data", "prepare", "--celebamask", str(prepared), "--size", str(SIZE),
+                                           "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "is a prepared set" in result.output and "Traceback" not in result.output
+    assert _files(prepared) == before  # masks, manifest and split untouched
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(DataSourceError, match="is a prepared set"):
+        CelebAMaskIndex(prepared)
+
+
+def test_prepare_out_may_not_hold_or_be_a_source(mini_subset, tmp_path):
+    result = CliRunner().invoke(main, ["data", "prepare", "--celebamask", str(mini_subset), "--size", str(SIZE),
+                                       "--out", str(mini_subset.parent)])
+    assert result.exit_code == 2 and "holds the input source" in result.output, result.output
+    assert sorted(p.name for p in mini_subset.iterdir()) == ["images", "masks", "train.txt", "val.txt"]
+
+
+def test_rerun_of_prepare_replaces_only_its_own_files(mini_subset, tmp_path):
+    """A user's notes and a run trained into P/runs/ survive a rerun of `data prepare --out P`."""
+    out = tmp_path / "prepared"
+    prepare([CelebAMaskIndex(mini_subset)], out, size=SIZE, progress=False)
+    (out / "notes.txt").write_text("keep me")
+    (out / "runs" / "exp").mkdir(parents=True)
+    (out / "runs" / "exp" / "best.pt").write_bytes(b"a checkpoint")
+    old_names = {p.stem for p in (out / "masks").iterdir()}
+    fewer = tmp_path / "fewer"
+    shutil.copytree(mini_subset, fewer)
+    gone = sorted(old_names)[0]
+    for sub, suffix in (("images", "jpg"), ("masks", "png")):
+        (fewer / sub / f"{gone}.{suffix}").unlink()
+    for split in ("train.txt", "val.txt"):
+        (fewer / split).write_text("\n".join(n for n in (fewer / split).read_text().split() if n != gone) + "\n")
+    manifest = prepare([CelebAMaskIndex(fewer)], out, size=SIZE, progress=False)
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert (out / "runs" / "exp" / "best.pt").read_bytes() == b"a checkpoint"
+    assert {p.stem for p in (out / "masks").iterdir()} == {it["name"] for it in manifest["items"]} == old_names - {gone}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or trash folder left
+
+
+def test_prepare_through_a_link_replaces_the_set_not_the_link(mini_subset, tmp_path):
+    real = tmp_path / "real"
+    prepare([CelebAMaskIndex(mini_subset)], real, size=SIZE, progress=False)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    prepare([CelebAMaskIndex(mini_subset)], link, size=SIZE * 2, progress=False)
+    assert link.is_symlink() and load_prepared(real)["size"] == SIZE * 2
+
+
+def test_names_that_differ_only_in_case_are_refused(mini_subset, tmp_path):
+    """Face.jpg beside face.jpg: one file on a case-insensitive disk, and two names hashed to either split."""
+    root = tmp_path / "cased"
+    shutil.copytree(mini_subset, root)
+    (root / "train.txt").unlink()
+    (root / "val.txt").unlink()
+    name = sorted(p.stem for p in (root / "images").iterdir())[0]
+    shutil.copy(root / "images" / f"{name}.jpg", root / "images" / f"{name.upper()}X.jpg")
+    shutil.copy(root / "masks" / f"{name}.png", root / "masks" / f"{name.upper()}X.png")
+    (root / "images" / f"{name.upper()}X.jpg").rename(root / "images" / f"{name.upper()}.jpg")
+    (root / "masks" / f"{name.upper()}X.png").rename(root / "masks" / f"{name.upper()}.png")
+    manifest = prepare([CelebAMaskIndex(root)], tmp_path / "out", size=SIZE, skip_bad=True, progress=False)
+    skipped = [s for s in manifest["skipped"] if "case aside" in s["reason"]]
+    assert len(skipped) == 2 and name not in {it["name"].casefold() for it in manifest["items"]}
+
+
+def test_stats_png_never_overwrites_the_set(mini_subset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare([CelebAMaskIndex(mini_subset)], out, size=SIZE, progress=False)
+    (tmp_path / "notes.txt").write_text("keep me")
+    mask = sorted((out / "masks").iterdir())[0]
+    before = _files(out)
+    for target, message in ((out / "manifest.json", "is the input"), (mask, "is the input"),
+                            (tmp_path / "notes.txt", "not a PNG")):
+        result = CliRunner().invoke(main, ["data", "stats", str(out), "--png", str(target)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert _files(out) == before and (tmp_path / "notes.txt").read_text() == "keep me"
+    assert CliRunner().invoke(main, ["data", "stats", str(out)]).exit_code == 0  # the default chart beside the set

@@ -196,13 +196,13 @@ def shipped_face():
     import cv2
 
     from facesegtool.predict import TorchSegmenter
-    from facesegtool.predict.upsample import upsample_scores
+    from facesegtool.imaging import upsample_scores
 
     require_shared(CELEBAMASK_MINI)
     seg = TorchSegmenter()  # models/default/model.pt, 256 px
     stem = (CELEBAMASK_MINI / "val.txt").read_text().split()[0]
     rgb = cv2.cvtColor(cv2.imread(str(CELEBAMASK_MINI / "images" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
-    scores = upsample_scores(seg.scores(seg.fit(rgb)), *rgb.shape[:2])
+    scores = upsample_scores(seg.scores(seg.fit(rgb)), rgb.shape[:2])
     return rgb, seg.to_mask(scores), seg.soft_alphas(scores)
 
 

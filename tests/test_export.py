@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -123,6 +124,10 @@ def test_calibration_array_is_exactly_the_training_input():
     np.testing.assert_allclose(arr[0], expected, atol=1e-6)
     assert -1.0 <= arr.min() < -0.5 and 0.5 < arr.max() <= 1.0  # real faces span the [-1, 1] range
     raw = calib.calibration_array(None, contract, num=5, baked_normalization=True)
+    # raw RGB spans exactly 0..255 (one black and one white pixel), so a uint8 input gets scale 1, zero point 0
+    assert raw.min() == 0.0 and raw.max() == 255.0
+    assert (raw[0, 0, 0] == 0).all() and (raw[0, 0, 1] == 255).all()
+    raw[0, 0, :2], arr[0, 0, :2] = 0.0, calib.normalize(np.zeros((2, 3), np.uint8), contract)
     np.testing.assert_allclose(calib.normalize(raw, contract), arr, atol=1e-6)
 
 
@@ -205,17 +210,17 @@ def test_export_writes_every_variant_with_sidecar(small_export, small_checkpoint
         assert side["input"]["shape"] == [1, SMALL_SIZE, SMALL_SIZE, 3] and side["input"]["layout"] == "NHWC"
         assert side["output"]["shape"] == [1, SMALL_SIZE, SMALL_SIZE, len(CLASSES)]
         assert side["input"]["channel_order"] == "RGB" and side["input"]["mean"] == [0.5, 0.5, 0.5]
-        assert side["input"]["normalization_baked"] is False
+        # baked by default: every variant takes RGB 0..255, as standard runtimes feed it
+        assert side["input"]["normalization_baked"] is True
         assert Path(side["source_checkpoint"]) == small_checkpoint
         # Labels inside the .tflite itself: associated labels.txt and a metadata entry.
         assert read_embedded_labels(result.tflite) == list(CLASSES)
         meta = read_embedded_metadata(result.tflite)
         assert meta["classes"] == list(CLASSES) and meta["variant"] == variant and meta["input"]["size"] == SMALL_SIZE
         if variant == "int8":
-            assert side["input"]["dtype"] == "int8" and side["output"]["dtype"] == "int8"
-            q = side["input"]["quantization"]
-            # [-1, 1] input: scale ~ 2/255 and zero point ~ 0, so the app feeds (byte - 128).
-            assert q["scale"] == pytest.approx(2 / 255, rel=0.05) and abs(q["zero_point"]) <= 2
+            assert side["input"]["dtype"] == "uint8" and side["output"]["dtype"] == "uint8"
+            # Raw RGB input calibrated over exactly 0..255: the camera's bytes are the input tensor as they are.
+            assert side["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
             assert side["output"]["quantization"]["scale"] > 0
             assert side["export"]["calibration"]["images"] == 32
         else:
@@ -304,7 +309,8 @@ def test_int8_with_a_layer_kept_in_float(small_export, small_checkpoint, tmp_pat
     key = layer.split("/", 1)[1]  # Keras's "model_N/" prefix may differ from process to process
     assert "float32" in {dtype for n, dtype in kept.items() if any(p.split("/", 1)[-1] == key for p in n.split(";"))}
     side = read_sidecar(report.variants["int8"].sidecar)
-    assert side["input"]["dtype"] == "int8" and side["export"]["float_layers"] == [layer]
+    # the default uint8 I/O holds with a layer kept in float (the int8 model's ends re-typed, as TF does)
+    assert side["input"]["dtype"] == "uint8" and side["export"]["float_layers"] == [layer]
     rgb, _ = val_faces(4)
     assert agreement(tflite_masks(report.variants["int8"].tflite, rgb), torch_masks(small_checkpoint, rgb)) >= 0.85
 
@@ -415,6 +421,18 @@ def test_interrupted_export_leaves_no_partial_files(small_checkpoint, tmp_path):
     assert workers == []
 
 
+def tflite_ops(path: Path) -> list[str]:
+    """The builtin op names of a single-subgraph .tflite in execution order, from its flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    codes = [names[flatbuffer_utils.get_builtin_code_from_operator_code(c)] for c in model.operatorCodes]
+    (graph,) = model.subgraphs
+    return [codes[op.opcodeIndex] for op in graph.operators]
+
+
 def test_sidecar_and_summary_record_ops_and_gpu_readiness(small_export):
     """Each variant's op histogram and GPU-delegate refusals, from TFLite's analyzer, in sidecar and table."""
     from facesegtool.export.op_analysis import LAYOUT_OPS, analyze_ops
@@ -423,9 +441,12 @@ def test_sidecar_and_summary_record_ops_and_gpu_readiness(small_export):
         graph = read_sidecar(result.sidecar)["graph"]
         assert graph == result.graph == analyze_ops(result.tflite)
         assert graph["ops"]["CONV_2D"] >= 20 and "HARD_SWISH" in graph["ops"]  # MobileNetV3 encoder
-        assert list(graph["layout_ops"]) == list(LAYOUT_OPS)
-        assert all(graph["ops"].get(op, 0) == n for op, n in graph["layout_ops"].items())
-        assert isinstance(graph["gpu_incompatible"], dict)
+        # The analyzer's report, parsed, against the file's own operator list (read from the flatbuffer).
+        ops = tflite_ops(result.tflite)
+        assert graph["ops"] == dict(Counter(ops))
+        assert graph["layout_ops"] == {op: ops.count(op) for op in LAYOUT_OPS}
+        for op, refusals in graph["gpu_incompatible"].items():  # each refusal names an op of that type by index
+            assert all(ops[int(r.split(":")[0].removeprefix("Op#"))] == op for r in refusals), refusals
         assert small_export.as_dict()["variants"][variant]["graph"] == graph
         # The TRANSPOSE pairs onnx2tf puts around the decoder's concats are folded away (lean_graph.py);
         # the sidecar says how many went. Exactness: test_tflite_masks_agree_with_pytorch_on_real_faces.
@@ -505,3 +526,54 @@ def test_padded_max_pool_quantizes_to_a_model_that_runs(tmp_path):
         broken = tmp_path / "broken.tflite"
         broken.write_bytes(content[: len(content) // 2])
         tfl.check_runs([broken])
+
+
+class _TokenMixer(torch.nn.Module):
+    """SegFormer's Mix-FFN in small: a depthwise conv on tokens viewed as an image (a Reshape feeds it),
+    beside a CNN's depthwise conv (a conv feeds it) and RegSeg's grouped conv (group width 16)."""
+
+    def __init__(self, c: int = 32):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(3, c, 4, stride=4)
+        self.dw_cnn = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.fc1, self.fc2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+        self.dw_tokens = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.grouped = nn.Conv2d(c, c, 3, padding=1, groups=c // 16)
+        self.head = nn.Conv2d(c, len(CLASSES), 1)
+
+    def forward(self, x):
+        x = torch.relu(self.dw_cnn(self.stem(x)))
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        u = self.fc1(tokens).transpose(1, 2).reshape(b, -1, h, w)  # tokens -> image, as SegFormer does
+        u = self.dw_tokens(u).flatten(2).transpose(1, 2)
+        x = (tokens + self.fc2(torch.nn.functional.gelu(u))).transpose(1, 2).reshape(b, c, h, w)
+        x = torch.relu(self.grouped(x))
+        return torch.nn.functional.interpolate(self.head(x), scale_factor=4, mode="bilinear")
+
+
+def test_depthwise_convs_stay_depthwise_and_grouped_convs_split_per_group(tmp_path):
+    """A depthwise conv fed by a Reshape (SegFormer's Mix-FFN) once became one CONV_2D per channel
+    (SegFormer-B0: 4,096 of its 4,919 ops): onnx2tf tested "depthwise" on its input's NCHW shape
+    (see export/onnx2tf_fixes.py). Both depthwise convs must be DEPTHWISE_CONV_2D, the grouped conv
+    one CONV_2D per group (2 here), and the model must still give PyTorch's masks on real faces."""
+    require_shared(CELEBAMASK_MINI)
+    from facesegtool.tflite_runner import TFLiteModel
+
+    torch.manual_seed(0)
+    net = _TokenMixer().eval()
+    model = tmp_path / "mixer.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, 64, 64),)), model)
+    report = export(model, spec={"preset": "facesegtool11"}, quant="fp32", out_dir=tmp_path / "out", progress=False)
+    ops = report.variants["fp32"].graph["ops"]
+    assert ops.get("DEPTHWISE_CONV_2D") == 2, ops
+    assert ops.get("CONV_2D") == 4, ops  # stem, the grouped conv's 2 groups, head
+    tflite = TFLiteModel(report.variants["fp32"].tflite)
+    images, _ = val_faces(4, 64)
+    for image in images:
+        with torch.no_grad():
+            want = net(to_input_tensor(image, tflite.sidecar["input"])[None])[0].permute(1, 2, 0).numpy()
+        got = tflite.logits(image)
+        assert np.abs(got - want).max() < 1e-4 * max(1.0, float(np.abs(want).max()))
+        assert agreement(got.argmax(-1), want.argmax(-1)) >= 0.999

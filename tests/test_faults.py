@@ -24,7 +24,7 @@ from conftest import CELEBAMASK_MINI
 from test_bad_input import assert_clean_error, invoke, tiny_checkpoint  # noqa: F401  (tiny_checkpoint: a fixture)
 from training_fixtures import write_tiny_prepared
 
-from facesegtool.data.source import read_rgb
+from facesegtool.imaging import read_rgb
 from facesegtool.export.calibration import load_calibration_images
 from facesegtool.sweep import SpecError, load_spec
 from facesegtool.training.loop import TrainConfig, TrainingError, train
@@ -383,3 +383,130 @@ def test_eval_of_the_shipped_model_writes_into_the_working_folder(tiny_checkpoin
     assert result.exit_code == 0, result.output
     assert (work / "eval" / "default-val" / "scores.json").is_file()
     assert sorted(p.name for p in package.iterdir()) == ["model.pt"]  # nothing written beside the shipped model
+
+
+# --- issue 31: no output lands on an input; only the tool's own files are replaced ---------------------
+
+
+def test_pseudo_label_never_replaces_a_labelled_set(tiny_checkpoint, prepared, tmp_path):
+    labelled = copy_of(prepared, tmp_path / "labelled")
+    before = listing(labelled)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in mini_names(2, "val"):
+        os.symlink(CELEBAMASK_MINI / "images" / f"{name}.jpg", faces / f"{name}.jpg")
+    result = invoke("pseudo-label", "--checkpoint", tiny_checkpoint, "--images", faces, "--out", labelled)
+    assert_clean_error(result, str(labelled), "is a labelled set")
+    assert listing(labelled) == before
+    # a pseudo-labelled set may be replaced, keeping what the user added beside it
+    first = invoke("pseudo-label", "--checkpoint", tiny_checkpoint, "--images", faces, "--out", tmp_path / "pl")
+    assert first.exit_code == 0, first.output
+    (tmp_path / "pl" / "notes.txt").write_text("keep me")
+    again = invoke("pseudo-label", "--checkpoint", tiny_checkpoint, "--images", faces, "--out", tmp_path / "pl",
+                   "--threshold", "0.5")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "pl" / "notes.txt").read_text() == "keep me"
+    assert json.loads((tmp_path / "pl" / "manifest.json").read_text())["pseudo_label"]["threshold"] == 0.5
+
+
+def test_train_out_into_a_prepared_set_is_refused(prepared, tmp_path):
+    data = copy_of(prepared, tmp_path / "data")
+    other = copy_of(prepared, tmp_path / "other")
+    before = listing(data)
+    for out, message in ((data, "is the input --data"), (tmp_path, "holds the input --data"),
+                         (other, "is a prepared data set")):
+        assert_clean_error(invoke("train", "--data", data, "--out", out, "--epochs", "1"), f"--out {out}", message)
+    assert listing(data) == before
+    with pytest.raises(OSError, match="holds the input --init"):  # fine-tuning into the teacher's folder
+        train(train_config(data, tmp_path / "run", init=str(tmp_path / "run" / "best.pt")))
+
+
+def test_resume_removes_a_killed_saves_temp_file(prepared, tmp_path):
+    """A SIGKILL during torch.save leaves .last.pt.XXXX.tmp; the next run in that folder removes it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    (out / "notes.tmp").write_text("not ours")
+    train(train_config(prepared, out))
+    assert not stale.exists() and (out / "notes.tmp").is_file() and (out / "last.pt").is_file()
+
+
+def test_export_json_never_overwrites_the_model_or_an_export(tiny_checkpoint, tmp_path):
+    model = Path(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
+    before = model.read_bytes()
+    for target, message in ((model, "is the input --model"), (tmp_path / "out" / "tiny_64_int8.tflite", "SUMMARY.json"),
+                            (tmp_path / "out" / "unet_64_fp32.json", "SUMMARY.json")):
+        result = invoke("export", "--model", model, "--quant", "fp32", "--out", tmp_path / "out", "--json", target)
+        assert_clean_error(result, f"--json {target}", message)
+    assert model.read_bytes() == before and not (tmp_path / "out").exists()  # refused before the export
+
+
+@pytest.mark.parametrize("verb", ["predict-folder", "predict-file", "eval", "verify", "calibration", "sweep-combine"])
+def test_no_verb_writes_onto_its_input(verb, tiny_checkpoint, prepared, tmp_path):
+    """Each verb's output options are checked against its inputs before any work. (bench and verify --report
+    write only new report files, bench_*.json / report.md, so their folder may hold the models.)"""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = photos / "face.jpg"
+    os.symlink(CELEBAMASK_MINI / "images" / f"{mini_names(1)[0]}.jpg", face)
+    data = copy_of(prepared, tmp_path / "data")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.json").write_text('{"sweep": {"name": "a"}, "trials": []}')
+    args, option, inp = {
+        "predict-folder": (["predict", photos, "--checkpoint", tiny_checkpoint, "--out", photos], "--out", photos),
+        "predict-file": (["predict", face, "--checkpoint", tiny_checkpoint, "--out", photos], "--out", face),
+        "eval": (["eval", "--model", tiny_checkpoint, "--data", data, "--out", data], "--out", data),
+        "verify": (["verify", "--model", tiny_checkpoint, "--data", data, "--report", tmp_path], "--report", data),
+        "calibration": (["calibration", "build", "--from", photos, "--out", photos], "--out", photos),
+        "sweep-combine": (["sweep-combine", sweep, "--out", sweep], "--out", sweep),
+    }[verb]
+    before = {p: listing(p) for p in (photos, data, sweep)}
+    assert_clean_error(invoke(*args), option, str(inp))
+    assert {p: listing(p) for p in (photos, data, sweep)} == before
+
+
+BENCH_RECORDING = Path(__file__).parent / "fixtures" / "benchmark_model" / "all_same_stats.txt"
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda t: t.replace("Inference (avg): 16000", "Inference (avg): 0"), "implausible timings"),
+    (lambda t: t.replace("Inference (avg): 16000", "Inference (avg): -5"), "implausible timings"),
+    (lambda t: t.replace("count=63 curr=16000(all same)", "count=0 curr=16000(all same)"), "implausible timings"),
+    (lambda t: t + "ERROR: Node number 3 (TfLiteXNNPackDelegate) failed to invoke.\n", "failed to invoke"),
+])
+def test_adb_rows_without_a_real_measurement_are_failed(edit, why):
+    """A phone run counts as ok only with positive timings over some runs and no invoke error, exit 0 or not."""
+    from facesegtool.bench.adb import row_status
+    from facesegtool.bench.benchmark_output import parse_benchmark_output
+
+    text = BENCH_RECORDING.read_text().split("# ---\n", 1)[1]
+    assert row_status(parse_benchmark_output(text), "xnnpack", 0, "tflite")[0] == "ok"
+    status, error, _ = row_status(parse_benchmark_output(edit(text)), "xnnpack", 0, "tflite")
+    assert status == "failed" and why in error
+
+
+def test_adb_run_timeout_is_an_option():
+    assert "--run-timeout" in invoke("bench", "--help").output
+
+
+def test_predict_names_a_broken_link_and_an_animated_gif(tiny_checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = Image.open(CELEBAMASK_MINI / "images" / f"{mini_names(1)[0]}.jpg").resize((96, 96))
+    face.save(photos / "anim.gif", save_all=True, append_images=[face.rotate(10), face.rotate(20)], duration=100)
+    (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    result = invoke("predict", photos, "--checkpoint", tiny_checkpoint, "--out", tmp_path / "out", "--effect", "none")
+    assert_clean_error(result, str(photos / "gone.jpg"), "file not found")  # exit 2, not skipped silently
+    assert "anim.gif is an animated GIF of 3 frames: parsed its first frame only" in result.stderr
+    assert (tmp_path / "out" / "anim_mask.png").is_file()
+
+
+def test_calibration_build_refuses_a_folder_of_user_files(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = invoke("calibration", "build", "--from", CELEBAMASK_MINI / "images", "--out", mine)
+    assert_clean_error(result, f"--out {mine}", "not calibration crops", "notes.txt")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import FACES_IN_THE_WILD, require_shared
 
-from facesegtool.android import GOLDEN_DIR, _read_tensor
+from android_goldens import GOLDEN_DIR, read_tensor
 from facesegtool.predict.head import WIDE, detail_weights, feather_weights, head_grid, merge_head, upsample2, window
 from facesegtool.labels import CLASS_INDEX, CLASSES
 from facesegtool.predict.measures import crop_edges, hair_boundary, seam_pixels
@@ -22,7 +22,7 @@ SEAM_PHOTOS = PORTRAITS + ("couple.jpg",)
 
 
 def golden_logits(name: str) -> np.ndarray:
-    return _read_tensor(GOLDEN_DIR / name, "float32", (1, 128, 128, len(CLASSES)))[0]
+    return read_tensor(GOLDEN_DIR / name, "float32", (1, 128, 128, len(CLASSES)))[0]
 
 
 def test_upsample2_is_opencvs_bilinear():

@@ -157,6 +157,7 @@ def _briefly_trained(name: str) -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.slow  # trains and exports every registry model
 @pytest.mark.parametrize("name", list_models())
 def test_fp32_tflite_agrees_with_torch_on_real_faces(name, tmp_path):
     """Every registry model (new ones too): the exported fp32 TFLite gives PyTorch's mask on real val faces.

@@ -194,6 +194,7 @@ def test_contract_inferred_and_assumptions_said(own_models_saved):
 # --- export + verify: fp32 exact, int8 drop reported ----------------------------------------------
 
 
+@pytest.mark.slow  # four exports (five .tflite files) and four verifies per architecture
 @pytest.mark.parametrize("name", list(own_models.ARCHITECTURES))
 def test_every_architecture_converts_exactly_in_every_format(own_models_saved, name, tmp_path):
     from facesegtool.export import export
@@ -287,7 +288,8 @@ def test_malicious_files_are_refused_in_every_format_and_never_run(tmp_path):
             load_source(model, **kwargs)
         assert not marker.exists(), f"loading {model} ran the code in it"
     # the untouched files load: the refusals are about the payload, not the format
-    assert load_source(good_pt2).format == "exported-program"
+    # (its "seg" output: the first one, "aux", is a 1-channel edge map, which is no face parser's output)
+    assert load_source(good_pt2, spec={"output": {"select": "seg", "layout": "NHWC"}}).format == "exported-program"
 
 
 def test_spec_contradicting_the_model_stops_with_one_error(tmp_path, own_models_saved):
@@ -443,3 +445,38 @@ def test_ambiguous_layout_is_warned_at_export_and_named_by_diagnose(own_models_s
                         progress=False)
     assert not unlabelled.gate_applied and not unlabelled.passed
     assert "fp32 argmax agreement" in unlabelled.failures[0] and "gate: FAILED" in summary_text(unlabelled)
+
+
+# --- standard runtimes: a user's model in stock MediaPipe, with its own labels ------------------------
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_stock_mediapipe_takes_a_19_label_models_exports_with_its_own_labels(own_models_saved, fmt, tmp_path):
+    """Every variant of a BiSeNet-style parser (19 CelebAMask labels, ImageNet mean/std per channel, outputs
+    at 1/8) loads in MediaPipe's ImageSegmenter from its path alone, names the model's own 19 labels and
+    gives the interpreter's mask on real faces. Both forms are baked (normalisation inside the graph: the
+    .pt2 by a torch wrapper, the .onnx by nodes put in front of its input). --resize-output:
+    MediaPipe upsamples a coarse output its own way (92.4 % of pixels agreed with our bilinear scores at
+    1/8, measured), so a file for standard runtimes bakes our upsample in."""
+    from facesegtool import mediapipe_runtime
+    from facesegtool.export import export
+    from facesegtool.export.tflite_metadata import read_standard_metadata
+    from facesegtool.tflite_runner import TFLiteModel
+
+    if not mediapipe_runtime.available():
+        pytest.skip("mediapipe extra not installed")
+    saved = own_models_saved["bisenet"]
+    report = export(checkpoint=saved[fmt], spec=saved["spec"], quant="all" if fmt == "pt2" else "fp32,int8",
+                    out_dir=tmp_path, num_calib=16, resize_output=True, progress=False)
+    images, _ = _faces((CELEBAMASK_MINI / "val.txt").read_text().split()[:12], saved["size"])
+    floors = {"fp32": 0.999, "fp16": 0.999, "dynamic": 0.999, "int8": 0.995}
+    for variant, result in report.variants.items():
+        md = read_standard_metadata(result.tflite)
+        assert md["labels"] == saved["labels"] and len(md["labels"]) == 19
+        # ImageNet's per-channel mean/std baked into the graph (MediaPipe refuses per-channel normalisation)
+        assert md["mean"] == [0.0] and md["std"] == [1.0]
+        model = TFLiteModel(result.tflite)
+        with mediapipe_runtime.MediaPipeSegmenter(result.tflite) as seg:
+            assert seg.labels == saved["labels"]
+            same = [np.mean(seg.category_mask(img) == model.predict(img)) for img in images]
+        assert float(np.mean(same)) >= floors[variant], (fmt, variant, float(np.mean(same)))

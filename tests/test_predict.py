@@ -235,17 +235,17 @@ def test_upsampled_scores_are_pytorchs_bilinear_and_a_window_is_the_same_floats(
     import torch
     import torch.nn.functional as F
 
-    from facesegtool.android import GOLDEN_DIR, _read_tensor
-    from facesegtool.predict.upsample import upsample_scores
+    from android_goldens import GOLDEN_DIR, read_tensor
+    from facesegtool.imaging import upsample_scores
 
-    scores = _read_tensor(GOLDEN_DIR / "logits_float32.f32.gz", "float32", (1, 128, 128, len(CLASS_INDEX)))[0]
+    scores = read_tensor(GOLDEN_DIR / "logits_float32.f32.gz", "float32", (1, 128, 128, len(CLASS_INDEX)))[0]
     for h, w in ((512, 512), (300, 217)):
-        ours = upsample_scores(scores, h, w)
+        ours = upsample_scores(scores, (h, w))
         ref = F.interpolate(torch.from_numpy(scores.transpose(2, 0, 1))[None], size=(h, w), mode="bilinear",
                             align_corners=False)[0].numpy().transpose(1, 2, 0)
         assert np.abs(ours - ref).max() < 1e-4
         assert (ours.argmax(-1) == ref.argmax(-1)).mean() > 0.9999
-        assert np.array_equal(upsample_scores(scores, h, w, rows=(37, 200), cols=(5, 190)), ours[37:200, 5:190])
+        assert np.array_equal(upsample_scores(scores, (h, w), rows=(37, 200), cols=(5, 190)), ours[37:200, 5:190])
 
 
 def test_bilinear_mask_has_no_staircase_where_nearest_steps(small_checkpoint):
@@ -299,7 +299,7 @@ def shipped():
 def test_a_beards_hair_pixels_below_the_mouth_are_not_recoloured(shipped):
     """FaceSynthetics 000071: a full beard the shipped model parses partly as hair. With the rule,
     the labelled beard below the mouth keeps its pixels under the hair effect, hard or soft."""
-    from facesegtool.data.source import read_index_mask
+    from facesegtool.imaging import read_index_mask
     from facesegtool.predict.effects import Effects, apply_effects
 
     data = CELEBAMASK_MINI.parent / "beard-labelled" / "facesynthetics-100"

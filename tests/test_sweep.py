@@ -285,3 +285,68 @@ def test_combined_sweeps_share_one_table_and_plot(killed_and_resumed, tmp_path):
     assert md.startswith("# Both") and "| sweep | name | weights |" in md
     with pytest.raises(ValueError, match="no readable results.json"):
         combine_results([out, tmp_path / "nothing"], tmp_path / "c2", "x")
+
+
+# --- issue 31: a sweep's --out is checked first and never lands on an input --------------------------
+
+
+def fake_sweep(folder: Path, name: str) -> Path:
+    """A finished sweep's results (one ok trial), written by the module's own writer."""
+    from facesegtool.sweep.results import write_results
+
+    row = {"name": "t1", "status": "ok", "labels": {}, "figures": {"iou_fg": 0.5, "torch_ms": 10.0, "iou": 0.6},
+           "seconds": {}, "config": {}}
+    meta = {"name": name, "title": name, "table": ["name"], "trials": 1, "finished": 1, "ok": 1, "failed": 0,
+            "data": "d", "bench_threads": "1", "cpu": "x"}
+    folder.mkdir(parents=True)
+    write_results(folder, [row], meta)
+    return folder
+
+
+def test_sweep_combine_refuses_an_input_as_its_output(tmp_path):
+    a, b = fake_sweep(tmp_path / "a", "a"), fake_sweep(tmp_path / "b", "b")
+    before = {p.name: p.read_bytes() for p in a.iterdir()}
+    cmd = [sys.executable, "-m", "facesegtool.cli", "sweep-combine", str(a), str(b)]
+    for out in (a, tmp_path):  # the sweep itself, or a folder holding it
+        proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"error: --out {out}" in proc.stderr and "the input sweep" in proc.stderr
+    assert {p.name: p.read_bytes() for p in a.iterdir()} == before
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((tmp_path / "c" / "results.json").read_text())["trials"]) == 2
+
+
+def test_sweep_into_a_read_only_folder_is_one_error_line(tiny_prepared, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        spec = write_spec(tmp_path / "spec.yaml", tiny_prepared, TRIALS[:1])
+        proc = subprocess.run(sweep_command(spec, ro / "sweep"), capture_output=True, text=True, env=sweep_env())
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"error: --out {ro / 'sweep'}" in proc.stderr and "choose another --out" in proc.stderr
+
+
+def test_sweep_refuses_a_folder_of_user_files_and_its_data(tiny_prepared, tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", tiny_prepared, TRIALS[:1])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for out, message in ((mine, "holds files that are not a sweep's"), (tiny_prepared, "is the input data.prepared"),
+                         (tiny_prepared.parent, "holds the input data.prepared")):
+        proc = subprocess.run(sweep_command(spec, out), capture_output=True, text=True, env=sweep_env())
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tiny_prepared / "spec.yaml").exists()
+
+
+def test_an_empty_trials_list_is_refused(tmp_path):
+    spec_file = tmp_path / "empty.yaml"
+    spec_file.write_text(yaml.safe_dump({"data": {"prepared": "p"}, "trials": []}))
+    with pytest.raises(SpecError, match="'trials' is empty"):
+        load_spec(spec_file)

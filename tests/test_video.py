@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from conftest import FACES_IN_THE_WILD, require_shared
 
-from facesegtool.android import GOLDEN_DIR, _read_tensor
+from pathlib import Path
+
+from test_bad_input import assert_clean_error, invoke, tiny_checkpoint  # noqa: F401  (tiny_checkpoint: a fixture)
+from test_faults import disks  # noqa: F401  (a small tmpfs: a real full disk)
+
+from android_goldens import GOLDEN_DIR, read_tensor
 from facesegtool.labels import CLASSES
 from facesegtool.predict.measures import consecutive_iou, shaky_clip
 from facesegtool.predict import BlazeFaceDetector as FaceDetector
@@ -22,7 +27,7 @@ SCENE_SIDE = 320  # px, the photo's long side in the scene; frames are the scene
 
 
 def test_smoother_averages_and_restarts_on_a_cut():
-    frames = _read_tensor(GOLDEN_DIR / "frames_float32.f32.gz", "float32", (5, 48, 48, len(CLASSES)))
+    frames = read_tensor(GOLDEN_DIR / "frames_float32.f32.gz", "float32", (5, 48, 48, len(CLASSES)))
     s = ScoreSmoother(0.6)
     first = s(frames[0]).copy()
     assert np.array_equal(first, frames[0]) and s.restarts == 1
@@ -104,3 +109,43 @@ def test_predict_writes_the_video_figures(shaky, small_checkpoint, tmp_path):
     assert doc["inputs"]["shaky"]["frame_iou_shown"] == pytest.approx(m["frame_iou_shown"])
     assert {k: doc["settings"][k] for k in ("face_crop", "whole_head", "temporal")} == {
         "face_crop": True, "whole_head": True, "temporal": 0.6}
+
+
+# --- issue 31: a truncated video fails as --help says; a full disk leaves no unplayable video ---------
+
+
+def _clip(path: Path, frames: int = 20, fourcc: str = "MJPG", side: int = 96, noise: bool = False) -> Path:
+    """A clip of a real photo panning sideways (noise: each frame is noise over it, which barely compresses)."""
+    require_shared(FACES_IN_THE_WILD)
+    bgr = cv2.resize(cv2.imread(str(FACES_IN_THE_WILD / SHAKY_PHOTO)), (side, side))
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (side, side))
+    for i in range(frames):
+        frame = np.roll(bgr, 2 * i, axis=1)
+        writer.write(rng.integers(0, 256, frame.shape, dtype=np.uint8) if noise else frame)
+    writer.release()
+    return path
+
+
+def test_a_truncated_video_fails_naming_the_frames_read(tiny_checkpoint, tmp_path):
+    """The first half of an AVI: its header still declares 20 frames, 10 decode; once parsed silently, exit 0."""
+    whole = _clip(tmp_path / "whole.avi")
+    cut = tmp_path / "in" / "cut.avi"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = invoke("predict", cut, "--checkpoint", tiny_checkpoint, "--out", tmp_path / "out", "--effect", "none")
+    assert_clean_error(result, str(cut), "read 10 of the 20 frames", "truncated")
+    out = tmp_path / "out"
+    assert not list(out.glob("*.mp4")) and not list(out.glob(".*")) and not (out / "measures.json").exists()
+    fine = invoke("predict", whole, "--checkpoint", tiny_checkpoint, "--out", out, "--effect", "none")
+    assert fine.exit_code == 0 and "20 frames" in fine.output, fine.output
+
+
+def test_a_full_disk_leaves_no_unplayable_video(tiny_checkpoint, tmp_path, disks):
+    """OpenCV's writer drops frames on a full disk without a word: the outputs are read back before their rename."""
+    clip = _clip(tmp_path / "noise.avi", frames=12, side=192, noise=True)
+    out = disks(tmp_path / "disk", 0.2)
+    result = invoke("predict", clip, "--checkpoint", tiny_checkpoint, "--out", out, "--effect", "none")
+    assert_clean_error(result, "cannot write", "_mask.mp4" if "_mask.mp4" in result.output else "_overlay.mp4",
+                       "free some space")
+    assert not list(out.glob("*.mp4")) and not list(out.glob(".*.mp4"))  # neither final names nor partials

@@ -346,6 +346,12 @@ def row_status(result: BenchmarkModelResult, delegate: str, exit_code: int, kind
         said = "; ".join(last_errors + (["Benchmarking failed."] if result.benchmarking_failed else []))
         why = f"exit {exit_code}" if exit_code != 0 else "no timings"
         return "failed", f"{why}: {said}" if said else why, "-"
+    invoke = [e for e in result.errors if "failed to invoke" in e.lower()]
+    if invoke:  # an invoke error with timings and exit 0 timed a run that did not compute the model
+        return "failed", f"exit 0 but {invoke[-1]}", "-"
+    if result.inference_avg_us <= 0 or result.runs == 0:  # no real run takes 0 us, nor a negative time
+        return "failed", (f"implausible timings (avg {result.inference_avg_us:g} us over {result.runs} runs): "
+                          "the binary's output is not a real measurement"), "-"
     name = DELEGATE_NAME.get(delegate)
     if delegate == "cpu" or kind == "litert" or name is None:
         # The CompiledModel binary does not log which accelerator took the graph.
@@ -491,7 +497,7 @@ def run_adb_bench(
                 output, code = proc.stdout, proc.returncode
             except AdbTimeout as exc:  # the run hung past run_timeout: it still runs on the phone
                 device.kill(remote_binary)
-                output, code = f"{exc}; killed on the phone", -1
+                output, code = f"{exc} (--run-timeout {run_timeout:g}); killed on the phone", -1
             (raw_dir / f"{_safe_name(p.stem)}_{delegate}_{t}t.txt").write_text(
                 f"$ adb shell {shlex.join(argv)}\n{output}")
             result = parse_benchmark_output(output)
@@ -525,8 +531,3 @@ def run_adb_bench(
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def timed_rows(report: dict) -> list[dict]:
-    """The rows that produced timings (ok or fallback)."""
-    return [r for r in report["results"] if r["status"] != "failed"]

@@ -74,7 +74,7 @@ _RUN_ORDER_ROW = re.compile(
 )
 _FAILURE = re.compile(
     r"Benchmarking failed|Failed to apply|failed to prepare|Segmentation fault|Aborted|CANNOT LINK|Run failed"
-    r"|Failed to (?:load|compile) model|Disallowed CPU fallback"
+    r"|failed to invoke|Failed to (?:load|compile) model|Disallowed CPU fallback"
 )
 # TF <= 2.1: "Average inference timings in us: Warmup: 26016.2, Init: 24012, Inference: 25424.8" (1.x: "no stats:")
 _OLD_TIMINGS = re.compile(

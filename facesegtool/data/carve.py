@@ -14,14 +14,14 @@ import os
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..atomic import check_writable_dir
+from ..imaging import read_index_mask
 from ..labels import NUM_CLASSES
 from .dataset import PreparedDataError, load_prepared, split_names
 from .prepare import MANIFEST_FORMAT, _replace_dir, class_weights
-from .source import stable_fraction
+from .source import BadSampleError, stable_fraction
 
 
 def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: int = 0) -> dict:
@@ -39,10 +39,11 @@ def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: i
     pixels = {"train": np.zeros(NUM_CLASSES, dtype=np.int64), "val": np.zeros(NUM_CLASSES, dtype=np.int64)}
     for it in items:
         mask_path = prepared / "masks" / f"{it['name']}.png"
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
-        if mask is None or mask.ndim != 2:
+        try:
+            mask = read_index_mask(mask_path)
+        except BadSampleError:
             raise PreparedDataError(f"{mask_path}: missing or unreadable mask of a train face listed in "
-                                    f"{prepared / 'manifest.json'}; run `facesegtool data prepare` again for {prepared}")
+                                    f"{prepared / 'manifest.json'}; run `facesegtool data prepare` again for {prepared}") from None
         pixels[it["split"]] += np.bincount(mask.ravel(), minlength=256)[:NUM_CLASSES]
     carved = {
         **{k: v for k, v in manifest.items() if k not in ("items", "class_pixels", "weights", "skipped")},

@@ -23,13 +23,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from ..imaging import image_files, read_index_mask, read_rgb, resize_image
 from ..labels import CELEBAMASK_PARTS, CELEBAMASK_UNLABELLED, celebamask_lut
-from .source import (BadSampleError, DataSourceError, Sample, Source, duplicate_names, images_in, read_index_mask,
-                     read_rgb, read_text_list, refuse_duplicates)
+from .source import BadSampleError, DataSourceError, Sample, Source, duplicate_names, read_text_list, refuse_duplicates
 
 # Overlaps: later overwrites earlier (g_mask.py order, = part id order 1..18).
 PART_ORDER: tuple[str, ...] = CELEBAMASK_PARTS[1:]
@@ -64,8 +63,8 @@ class CelebAMaskIndex(Source):
                 raise DataSourceError(f"{self.root / sub}: missing (expected images/NAME.jpg + masks/NAME.png)")
 
     def samples(self) -> list[Sample]:
-        image_files = images_in(self.root / "images")
-        images = {p.stem: p for p in image_files}
+        pictures = image_files(self.root / "images")
+        images = {p.stem: p for p in pictures}
         masks = {p.stem: p for p in (self.root / "masks").glob("*.png") if p.is_file()}
         listed, subjects = self.own_split(), self.subjects()
         out = []
@@ -78,7 +77,7 @@ class CelebAMaskIndex(Source):
             elif name not in images:
                 problem = (mask, f"no image images/{name}.jpg for this mask")
             out.append(Sample(name, image, (mask,), self.split_for(name, listed), subjects.get(name), problem))
-        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
+        return self.checked(refuse_duplicates(out, duplicate_names(pictures)), listed)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
@@ -138,8 +137,8 @@ class CelebAMaskParts(Source):
 
     def samples(self) -> list[Sample]:
         parts, problems = self._part_files()
-        image_files = images_in(self.root / IMAGES_DIR)
-        images = {p.stem: p for p in image_files}
+        pictures = image_files(self.root / IMAGES_DIR)
+        images = {p.stem: p for p in pictures}
         listed, subjects = self.own_split(), self.subjects()
         out = []
         ids: dict[int, str] = {}
@@ -160,7 +159,7 @@ class CelebAMaskParts(Source):
                 problem = (image, f"no part masks {folder}/{image_id:05d}_<part>.png for this image")
             key = str(image_id)
             out.append(Sample(name, image, files, self.split_for(name, listed), subjects.get(key), problem))
-        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
+        return self.checked(refuse_duplicates(out, duplicate_names(pictures)), listed)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()
@@ -171,7 +170,7 @@ class CelebAMaskParts(Source):
             (h, w), (mh, mw) = rgb.shape[:2], index_mask.shape
             if h * mw != w * mh:  # a plain resize would distort: not the same picture
                 raise BadSampleError(sample.image, f"image is {_wh(rgb)} but its part masks are {mw}x{mh}")
-            rgb = cv2.resize(rgb, (mw, mh), interpolation=cv2.INTER_AREA if h > mh else cv2.INTER_LINEAR)
+            rgb = resize_image(rgb, (mh, mw))
             counters["images_resized_to_mask"] = 1
         return rgb, parts_to_classes(index_mask, self.lut, sample.labels[0]), counters
 

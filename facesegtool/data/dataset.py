@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import DEFAULT_INPUT
+from ..imaging import read_index_mask, read_rgb, resize_image, resize_mask
 from ..labels import CLASSES
+from .source import BadSampleError
 
 MANIFEST_FORMAT = "facesegtool-prepared"
 SPLITS = ("train", "val")
@@ -62,15 +63,18 @@ def split_names(manifest: dict, split: str) -> list[str]:
 def read_pair(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """One prepared pair: RGB uint8 H x W x 3 image and uint8 H x W class mask."""
     image_path, mask_path = root / "images" / f"{name}.png", root / "masks" / f"{name}.png"
-    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise PreparedDataError(f"{image_path}: missing or unreadable image")
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
-    if mask is None or mask.ndim != 2:
-        raise PreparedDataError(f"{mask_path}: missing, unreadable, or not a single-channel index mask")
-    if mask.shape != bgr.shape[:2]:
-        raise PreparedDataError(f"{mask_path}: mask is {mask.shape[::-1]}, image is {bgr.shape[1::-1]}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask  # OpenCV reads BGR; the model contract is RGB
+    try:  # the tool's one reader: RGB (the model contract's order), a truncated file refused
+        rgb = read_rgb(image_path)
+    except BadSampleError as exc:
+        raise PreparedDataError(f"{image_path}: missing or unreadable image ({exc.reason})") from None
+    try:
+        mask = read_index_mask(mask_path)
+    except BadSampleError as exc:
+        raise PreparedDataError(f"{mask_path}: missing, unreadable, or not a single-channel index mask "
+                                f"({exc.reason})") from None
+    if mask.shape != rgb.shape[:2]:
+        raise PreparedDataError(f"{mask_path}: mask is {mask.shape[::-1]}, image is {rgb.shape[1::-1]}")
+    return rgb, mask
 
 
 def to_input_tensor(rgb: np.ndarray, contract: dict = DEFAULT_INPUT) -> torch.Tensor:
@@ -115,11 +119,7 @@ class FaceParsingDataset(Dataset):
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw RGB image and mask (resized to self.size, no augmentation)."""
         rgb, mask = read_pair(self.root, self.names[index])
-        if rgb.shape[0] != self.size or rgb.shape[1] != self.size:
-            shrink = rgb.shape[0] > self.size
-            rgb = cv2.resize(rgb, (self.size, self.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        return rgb, mask
+        return resize_image(rgb, self.size), resize_mask(mask, self.size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, mask = self.read(index)

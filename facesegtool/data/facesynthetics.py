@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..imaging import image_files, read_index_mask, read_rgb
 from ..labels import FACESYNTHETICS_LABELS, FACESYNTHETICS_TO_CLASS, IGNORE_INDEX, class_or_ignore
-from .source import (BadSampleError, Sample, Source, duplicate_names, images_in, read_index_mask,
-                     read_rgb, refuse_duplicates)
+from .source import BadSampleError, Sample, Source, duplicate_names, refuse_duplicates
 
 LABEL_SUFFIX = "_seg"
 UNKNOWN = 254  # lut value of an id FaceSynthetics does not define (never a class: we have 11)
@@ -64,10 +64,10 @@ class FaceSynthetics(Source):
         self.lut = facesynthetics_lut()
 
     def samples(self) -> list[Sample]:
-        files = images_in(self.root)
+        files = image_files(self.root)
         labels = {p.stem[: -len(LABEL_SUFFIX)]: p for p in files if p.stem.endswith(LABEL_SUFFIX)}
-        image_files = [p for p in files if not p.stem.endswith(LABEL_SUFFIX)]
-        images = {p.stem: p for p in image_files}
+        pictures = [p for p in files if not p.stem.endswith(LABEL_SUFFIX)]
+        images = {p.stem: p for p in pictures}
         listed, subjects = self.own_split(), self.subjects()
         out = []
         for name in sorted(images.keys() | labels.keys()):
@@ -79,7 +79,7 @@ class FaceSynthetics(Source):
             elif name not in images:
                 problem = (label, f"no image {name}.png for this label")
             out.append(Sample(name, image, (label,), self.split_for(name, listed), subjects.get(name), problem))
-        return self.checked(refuse_duplicates(out, duplicate_names(image_files)), listed)
+        return self.checked(refuse_duplicates(out, duplicate_names(pictures)), listed)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         sample.check()

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..imaging import image_files, is_image_file, read_rgb
 from ..labels import CLASS_INDEX, IGNORE_INDEX, MUT1NY_COLORS
-from .source import (IMAGE_SUFFIXES, BadSampleError, Sample, Source, duplicate_names, images_in, read_rgb,
-                     refuse_duplicates)
+from .source import BadSampleError, Sample, Source, duplicate_names, refuse_duplicates
 
 PALETTE_RGB = np.array(list(MUT1NY_COLORS), dtype=np.float64)  # K x 3, RGB
 PALETTE_CLASS = np.array([CLASS_INDEX[c] for c in MUT1NY_COLORS.values()], dtype=np.uint8)
@@ -121,10 +121,10 @@ class Mut1ny(Source):
         if (self.root / "images").is_dir() and label_dir is not None:
             found = {}
             for folder in (self.root / "images", label_dir):
-                files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+                files = [p for p in sorted(folder.rglob("*")) if p.is_file() and is_image_file(p)]
                 found.update(duplicate_names(files, lambda p, f=folder: _sample_name(p.relative_to(f))))
             return found
-        files = images_in(self.root)
+        files = image_files(self.root)
         labels = duplicate_names(p for p in files if "seg" in p.stem.lower())
         return {**duplicate_names(p for p in files if "seg" not in p.stem.lower()),
                 **{_without_seg(stem): paths for stem, paths in labels.items()}}
@@ -134,7 +134,7 @@ class Mut1ny(Source):
             return {
                 str(p.relative_to(folder).with_suffix("")): p
                 for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                if p.is_file() and is_image_file(p)
             }
 
         images, labels = index(image_dir), index(label_dir)
@@ -146,7 +146,7 @@ class Mut1ny(Source):
         return pairs, []
 
     def _flat_pairs(self):
-        files = images_in(self.root)
+        files = image_files(self.root)
         by_stem = {p.stem: p for p in files}
         label_stems = {p.stem for p in files if "seg" in p.stem.lower()}
         pairs, orphans = {}, []

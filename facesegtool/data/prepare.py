@@ -3,6 +3,8 @@
 Output (see the project brief): PREPARED_DIR/{manifest.json, images/<name>.png (RGB),
 masks/<name>.png (class ids, 255 = ignore)}. Everything is written into a temporary folder
 beside PREPARED_DIR and renamed into place at the end, so an interrupted run leaves nothing.
+Over an earlier set only that set's own files (its manifest's) are replaced: a user's notes or
+a run trained into PREPARED_DIR/runs/ stay.
 
 Split, first rule that applies per sample:
   1. the source's own split file (train.txt / val.txt)                      -> "source-file"
@@ -11,7 +13,7 @@ Split, first rule that applies per sample:
   3. a stable hash of the file name: SHA-1(name) / 2**64 < val_fraction -> val  -> "name-hash"
 
 Resize: a non-square picture is first padded to a square (image black, mask ignore, so the pad
-teaches nothing), then image INTER_AREA (shrink) / INTER_LINEAR (grow), mask nearest.
+teaches nothing), then image INTER_AREA (shrink) / INTER_LINEAR (grow), mask nearest (imaging.fit_square).
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..atomic import OutputError, check_writable_dir
+from ..atomic import OutputError, check_apart, check_writable_dir
+from ..imaging import fit_square
 from ..labels import CLASSES, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
-from .source import BadSampleError, DataSourceError, Source, stable_fraction
+from .source import PREPARED_FORMAT, BadSampleError, DataSourceError, Source, stable_fraction
 
-MANIFEST_FORMAT, MANIFEST_VERSION = "facesegtool-prepared", 1
+MANIFEST_FORMAT, MANIFEST_VERSION = PREPARED_FORMAT, 1
 SPLITS = ("train", "val")
 
 
@@ -43,22 +45,6 @@ def assign_split(name: str, own: str | None, subject: str | None, val_fraction: 
     if subject is not None:
         return ("val" if stable_fraction(f"subject:{subject}") < val_fraction else "train"), "subject"
     return ("val" if stable_fraction(name) < val_fraction else "train"), "name-hash"
-
-
-def fit_square(rgb: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad to a square (image black, mask ignore), then resize to size x size."""
-    h, w = mask.shape
-    if h != w:
-        side = max(h, w)
-        top, left = (side - h) // 2, (side - w) // 2
-        pad = ((top, side - h - top), (left, side - w - left))
-        rgb = np.pad(rgb, pad + ((0, 0),), constant_values=0)
-        mask = np.pad(mask, pad, constant_values=IGNORE_INDEX)
-    if mask.shape[0] != size:
-        shrink = mask.shape[0] > size
-        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return rgb, mask
 
 
 def class_weights(train_pixels: Sequence[int]) -> dict[str, list[float]]:
@@ -97,9 +83,12 @@ def prepare(
 
     Raises DataSourceError (a source is empty or unusable) or BadSampleError (one sample is bad and
     skip_bad is off). With skip_bad, bad samples are listed in manifest["skipped"]. An existing
-    out_dir is replaced only if it is itself a prepared set; anything else there is refused.
+    out_dir is replaced only if it is itself a prepared set, and then only its own files; a folder
+    of anything else is refused. A link to a set replaces the set it points to, not the link.
     """
     out_dir = Path(out_dir)
+    if out_dir.is_symlink() and out_dir.exists():
+        out_dir = Path(os.path.realpath(out_dir))
     if not sources:
         raise DataSourceError("no sources given (use --celebamask, --celebamask-parts, --mut1ny, --facesynthetics "
                               "or --synthesisai)")
@@ -108,7 +97,8 @@ def prepare(
     if size < 8:
         raise ValueError(f"size must be at least 8 px, got {size}")
     check_writable_dir(out_dir, "--out")
-    _check_replaceable(out_dir)
+    check_apart({"--out": out_dir}, {"source": [s.root for s in sources]})
+    old = _check_replaceable(out_dir)
 
     listed = []
     for source in sources:
@@ -121,7 +111,7 @@ def prepare(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         manifest = _write_all(listed, tmp, size, skip_bad, val_fraction, progress)
-        _replace_dir(tmp, out_dir)
+        install_set(tmp, out_dir, old)
     except OSError as exc:  # e.g. the disk filled up: name the folder asked for, not the hidden temp one
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OutputError):
@@ -206,9 +196,10 @@ def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: f
                 continue
             for key, value in found.items():
                 counters[key] = counters.get(key, 0) + int(value)
-            rgb, mask = fit_square(rgb, mask, size)
-            name = sample.name if sample.name not in used else f"{source.kind}{index}-{sample.name}"
-            used.add(name)
+            rgb, mask = fit_square(rgb, mask, size, IGNORE_INDEX)
+            # case aside: on a case-insensitive disk Face.png and face.png are one file
+            name = sample.name if sample.name.casefold() not in used else f"{source.kind}{index}-{sample.name}"
+            used.add(name.casefold())
             split, rule = assign_split(sample.name, sample.split, sample.subject, val_fraction)
             Image.fromarray(rgb, "RGB").save(tmp / "images" / f"{name}.png", compress_level=1)
             Image.fromarray(mask, "L").save(tmp / "masks" / f"{name}.png", compress_level=1)
@@ -246,18 +237,67 @@ def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: f
     return manifest
 
 
-def _check_replaceable(out_dir: Path) -> None:
+def _check_replaceable(out_dir: Path, pseudo_labels: bool = False) -> dict | None:
+    """The manifest of the set at out_dir that a new one may replace (None: no set there yet).
+
+    Refused: a folder of other files, a carved set (its images/ and masks/ are links into its
+    parent set) and, for pseudo_labels, a set whose labels were not a teacher's."""
     if not out_dir.exists():
-        return
+        return None
     if out_dir.is_dir() and not any(out_dir.iterdir()):
-        return
+        return None
     manifest = out_dir / "manifest.json"
     try:
-        is_prepared = json.loads(manifest.read_text()).get("format") == MANIFEST_FORMAT
+        old = json.loads(manifest.read_text())
+        is_prepared = old.get("format") == MANIFEST_FORMAT
     except (OSError, ValueError, AttributeError):
         is_prepared = False
     if not is_prepared:
         raise DataSourceError(f"{out_dir}: exists and is not a prepared set; refusing to overwrite it")
+    if any((out_dir / sub).is_symlink() for sub in ("images", "masks")):
+        raise DataSourceError(f"{out_dir}: is a set written by `data carve` (its images/ and masks/ link to another "
+                              "set); refusing to write into it; choose another --out")
+    if pseudo_labels and "pseudo_label" not in old:
+        raise DataSourceError(f"{out_dir}: is a labelled set, not one `pseudo-label` wrote; refusing to replace its "
+                              "labels with a teacher's; choose another --out")
+    return old
+
+
+STATS_CHART = "class_frequencies.png"  # `data stats` writes it into the set
+
+
+def _own_files(manifest: dict) -> set[str]:
+    """The files (relative to the set) that the tool wrote for this manifest."""
+    names = [it["name"] for it in manifest.get("items", []) if isinstance(it, dict) and "name" in it]
+    return {"manifest.json", STATS_CHART} | {f"{sub}/{n}.png" for n in names for sub in ("images", "masks")}
+
+
+def install_set(new: Path, out_dir: Path, old: dict | None) -> None:
+    """Put the set written in `new` at out_dir: renamed into place when out_dir is new; over an earlier
+    set (old: its manifest) only that set's own files are replaced, and a user file in the way is refused."""
+    os.chmod(new, 0o755)  # mkdtemp makes it owner-only
+    if not out_dir.exists():
+        os.replace(new, out_dir)
+        return
+    ours = _own_files(old) if old else set()
+    incoming = sorted(str(p.relative_to(new)) for p in new.rglob("*") if p.is_file())
+    for rel in incoming:
+        if rel not in ours and (out_dir / rel).exists():
+            raise DataSourceError(f"{out_dir / rel}: not written by `facesegtool` for the set there, and the new set "
+                                  "has a file of that name; move it away or choose another --out")
+    trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    try:
+        # the manifest goes first and comes back last: a set is never claimed before its files are there
+        for rel in sorted(ours, key=lambda r: r != "manifest.json"):
+            if (out_dir / rel).is_file():
+                (trash / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(out_dir / rel, trash / rel)
+        for rel in sorted(incoming, key=lambda r: r == "manifest.json"):
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(new / rel, out_dir / rel)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
 
 
 def _replace_dir(new: Path, out_dir: Path) -> None:

@@ -14,6 +14,7 @@ calibrated than any one of them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import check_apart, model_file
+from ..imaging import IMAGE_SUFFIXES, image_files, read_rgb, square_crop, upsample_score_batch
 from ..model_source import load_source
 from ..labels import CLASSES, IGNORE_INDEX, NUM_CLASSES
 from .dataset import MANIFEST_FORMAT, to_input_tensor
-from .prepare import MANIFEST_VERSION, _check_replaceable, _replace_dir, class_weights
-from .source import BadSampleError, DataSourceError, images_in, read_rgb
+from .prepare import MANIFEST_VERSION, _check_replaceable, class_weights, install_set
+from .source import BadSampleError, DataSourceError
 
 
 @dataclass
@@ -62,9 +65,7 @@ def teacher_probabilities(model: torch.nn.Module, x: torch.Tensor, flip: bool = 
     labels mapped to "ignore" is dropped, so such pixels come out unconfident rather than falsely sure."""
 
     def probs(inp: torch.Tensor) -> torch.Tensor:
-        out = model(inp)
-        if out.shape[-2:] != inp.shape[-2:]:
-            out = F.interpolate(out, size=tuple(inp.shape[-2:]), mode="bilinear", align_corners=False)
+        out = upsample_score_batch(model(inp), tuple(inp.shape[-2:]))  # as predict and the app upsample
         p = out if kind == "probabilities" else F.softmax(out, dim=1)
         return p if projection is None else torch.einsum("nlhw,lc->nchw", p, projection)
 
@@ -90,15 +91,6 @@ def confident_mask(probs: torch.Tensor, threshold: float) -> np.ndarray:
     return labels.to(torch.uint8).numpy()
 
 
-def _square(rgb: np.ndarray, size: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    if h != w:  # centre square: face crops are square; anything else is cropped, not stretched
-        side = min(h, w)
-        rgb = rgb[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (size, size), interpolation=interp)
-
-
 def pseudo_label(
     checkpoint: str | Path | Sequence[str | Path],
     image_dirs: Sequence[str | Path],
@@ -118,7 +110,11 @@ def pseudo_label(
     if not checkpoints:
         raise ValueError("give at least one teacher checkpoint")
     out = Path(out)
-    _check_replaceable(out)
+    if out.is_symlink() and out.exists():  # a link to a set: write the set, keep the link
+        out = Path(os.path.realpath(out))
+    check_apart({"--out": out}, {"--images": image_dirs, "--model": [model_file(c) for c in checkpoints],
+                                 "--spec": spec if isinstance(spec, (str, Path)) else None})
+    old = _check_replaceable(out, pseudo_labels=True)  # a labelled set is never replaced by a teacher's guesses
     sources = [load_source(c, spec=spec) for c in checkpoints]
     for source in sources:
         if not source.spec.has_mapping:
@@ -135,10 +131,10 @@ def pseudo_label(
     for folder in map(Path, image_dirs):
         if not folder.is_dir():
             raise DataSourceError(f"{folder}: not a folder of images")
-        files += images_in(folder)
+        files += image_files(folder)
     files = files[:limit] if limit else files
     if not files:
-        raise DataSourceError(f"no images (.jpg/.png) in {', '.join(map(str, image_dirs))}")
+        raise DataSourceError(f"no images ({'/'.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, image_dirs))}")
     names = [f"{f.parent.name}-{f.stem}" for f in files]  # folder prefix: two sources may share a stem
     if len(set(names)) != len(names):
         raise DataSourceError("two input images would share one name; give folders with distinct names")
@@ -156,7 +152,7 @@ def pseudo_label(
             batch, batch_names, batch_files = [], [], []
             for f, name in zip(files[start:start + batch_size], names[start:start + batch_size]):
                 try:
-                    batch.append(_square(read_rgb(f), size))
+                    batch.append(square_crop(read_rgb(f), size)[0])
                 except BadSampleError as exc:
                     skipped.append({"file": str(f), "reason": str(exc)})
                     continue
@@ -198,7 +194,7 @@ def pseudo_label(
             "weights": class_weights(kept),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        _replace_dir(tmp, out)
+        install_set(tmp, out, old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,26 +1,24 @@
-"""What every dataset source provides, the errors for bad input, and the image readers.
+"""What every dataset source provides and the errors for bad input.
 
 A source (CelebAMask-HQ index masks, CelebAMask-HQ per-part masks, Mut1ny RGB labels) lists
 its samples and loads one as (RGB uint8 H x W x 3 image, uint8 H x W 11-class mask, counters).
-
-Colour order: every decoder here is Pillow, which yields RGB. Nothing in the data loaders calls
-cv2.imread (which yields BGR), so there is no channel swap to forget; cv2 only resizes arrays.
+Images and index masks are read by facesegtool.imaging (the one reader, RGB, EXIF upright).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}
 SUBJECTS_FILE = "subjects.txt"  # optional, any source: "<name> <subject>" per line
+PREPARED_FORMAT = "facesegtool-prepared"  # manifest.json's "format" in a set `data prepare` wrote
 
 
 class DataError(ValueError):
@@ -67,6 +65,7 @@ class Source(ABC):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataSourceError(f"{self.root}: no such folder ({self.kind} source)")
+        refuse_prepared(self.root, self.kind)
 
     @abstractmethod
     def samples(self) -> list[Sample]:
@@ -136,71 +135,6 @@ class Source(ABC):
         return out
 
 
-# EXIF orientation tag (0x0112) values other than 1: how a viewer turns the stored pixels.
-EXIF_ORIENTATION = 0x0112
-_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "mirrored and rotated",
-                 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated", 8: "rotated 90 degrees anticlockwise"}
-
-
-def read_rgb(path: Path, orientation: str = "apply") -> np.ndarray:
-    """Decode an image file to RGB uint8 H x W x 3, failing on unreadable or truncated files.
-
-    The one image reader of the tool (prepare, calibration, predict, verify, pseudo-label): 16-bit
-    images are scaled to 8 bits, not clipped.
-
-    orientation: a photo whose EXIF tag says to rotate or flip it is turned upright ("apply", as
-    viewers, OpenCV and `predict` show it), or refused ("refuse": for `data prepare`, where a
-    mask drawn on the stored pixels and one drawn on the upright picture look alike, and a
-    wrong guess pairs a face with a turned mask).
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()  # decodes fully: a truncated JPEG raises here instead of coming back half grey
-            turn = im.getexif().get(EXIF_ORIENTATION, 1)
-            if turn in _ORIENTATIONS:
-                if orientation == "refuse":
-                    raise BadSampleError(
-                        path, f"its EXIF orientation tag ({turn}) says it is shown {_ORIENTATIONS[turn]}, so its "
-                        "mask may match the stored or the turned picture; save it upright with the tag cleared "
-                        "(e.g. `mogrify -auto-orient`) and check its mask")
-                im = ImageOps.exif_transpose(im)
-            return _rgb8(im)
-    except BadSampleError:
-        raise
-    except FileNotFoundError:
-        raise BadSampleError(path, "file not found") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BadSampleError(path, f"unreadable or truncated image ({exc}); replace or remove it") from None
-
-
-def _rgb8(im: Image.Image) -> np.ndarray:
-    """RGB uint8 from any decoded image. 16-bit grey (PNG mode I;16 / I) is scaled to 8 bits:
-    Pillow's own convert("RGB") clips it, so a mid-grey 16-bit face would come out near white."""
-    if im.mode.startswith("I;16") or im.mode == "I":
-        grey = np.asarray(im).astype(np.float64)
-        grey = np.clip(grey / 257.0, 0, 255).round().astype(np.uint8)  # 65535 -> 255
-        return np.repeat(grey[..., None], 3, axis=2)
-    return np.asarray(im.convert("RGB"))
-
-
-def read_index_mask(path: Path) -> np.ndarray:
-    """A single-channel index mask (PNG mode L or P: the stored indices, not the palette colours)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("L", "P"):
-                return np.asarray(im)
-            if im.mode in ("RGB", "RGBA"):
-                arr = np.asarray(im)[..., :3]
-                if (arr == arr[..., :1]).all():  # grey saved as RGB: the value is the index
-                    return np.ascontiguousarray(arr[..., 0])
-            raise BadSampleError(path, f"not a single-channel index mask (PNG mode {im.mode})")
-    except FileNotFoundError:
-        raise BadSampleError(path, "file not found") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise BadSampleError(path, f"unreadable mask ({exc})") from None
-
-
 def read_text_list(path: Path) -> str:
     """A name list (train.txt, val.txt, subjects.txt) as text; a file that is not UTF-8 is a DataSourceError."""
     try:
@@ -210,11 +144,30 @@ def read_text_list(path: Path) -> str:
             f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, one name per line") from None
 
 
+def is_prepared_set(root: str | Path) -> bool:
+    """Whether root holds a set `data prepare` (or pseudo-label, carve) wrote: its manifest says so."""
+    try:
+        manifest = json.loads((Path(root) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == PREPARED_FORMAT
+
+
+def refuse_prepared(root: Path, kind: str) -> None:
+    """A set `data prepare` wrote is not raw input: its masks hold our 11 classes, which read as a
+    source's own label ids would be silently wrong (hair would become eyes)."""
+    if is_prepared_set(root):
+        raise DataSourceError(
+            f"{root}: is a prepared set (its manifest.json was written by `facesegtool data prepare`), not a raw "
+            f"{kind} source; train on it as it is (`train --data {root}`, or --extra-train), or give the raw folder")
+
+
 def duplicate_names(paths: Iterable[Path], key: Callable[[Path], str] = lambda p: p.stem) -> dict[str, list[Path]]:
-    """name -> the files sharing it, for names that more than one file has (NAME.jpg beside NAME.png)."""
+    """Case-folded name -> the files sharing it, for names that more than one file has (NAME.jpg beside
+    NAME.png; Face.jpg beside face.jpg, one file on a case-insensitive disk and two on either side of the split)."""
     by_name: dict[str, list[Path]] = {}
     for path in paths:
-        by_name.setdefault(key(path), []).append(path)
+        by_name.setdefault(key(path).casefold(), []).append(path)
     return {name: files for name, files in by_name.items() if len(files) > 1}
 
 
@@ -222,11 +175,11 @@ def refuse_duplicates(samples: list[Sample], duplicates: dict[str, list[Path]]) 
     """Mark samples whose name several images share as bad: which image the label belongs to is unknown."""
     out = []
     for sample in samples:
-        files = duplicates.get(sample.name)
+        files = duplicates.get(sample.name.casefold())
         if files and sample.problem is None:
             shown = ", ".join(p.name for p in files)
-            reason = (f"{len(files)} images are named {sample.name!r} ({shown}), so which one its label belongs "
-                      "to is unknown; rename or remove all but one")
+            reason = (f"{len(files)} images are named {sample.name!r} (case aside: {shown}), so which one its label "
+                      "belongs to is unknown; rename or remove all but one")
             sample = replace(sample, problem=(files[0], reason))
         out.append(sample)
     return out
@@ -235,7 +188,3 @@ def refuse_duplicates(samples: list[Sample], duplicates: dict[str, list[Path]]) 
 def stable_fraction(key: str) -> float:
     """A number in [0, 1) from the SHA-1 of key: the same on every machine and Python run."""
     return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
-
-
-def images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..imaging import crop_padded, read_rgb
 from ..labels import IGNORE_INDEX, SYNTHESISAI_TO_CLASS, class_or_ignore
-from .source import BadSampleError, Sample, Source, duplicate_names, read_rgb, refuse_duplicates
+from .source import BadSampleError, Sample, Source, duplicate_names, refuse_duplicates
 
 RGB_SUFFIX, SEGMENTS_SUFFIX, INFO_SUFFIX = ".rgb.png", ".segments.png", ".info.json"
 # Segments that are not the head: the crop is fitted to the rest.
@@ -69,15 +70,6 @@ def head_square(ids: np.ndarray, mapping: dict[str, int], path: Path) -> tuple[i
     side = int(round(HEAD_SCALE * max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)))
     cy, cx = (ys.min() + ys.max() + 1) // 2, (xs.min() + xs.max() + 1) // 2
     return int(cy - side // 2), int(cx - side // 2), side
-
-
-def crop_padded(array: np.ndarray, top: int, left: int, side: int, fill: int) -> np.ndarray:
-    """array[top:top+side, left:left+side], filled with `fill` where that square leaves it."""
-    h, w = array.shape[:2]
-    pad = ((max(0, -top), max(0, top + side - h)), (max(0, -left), max(0, left + side - w)))
-    padded = np.pad(array, pad + ((0, 0),) * (array.ndim - 2), constant_values=fill)
-    top, left = top + pad[0][0], left + pad[1][0]
-    return padded[top : top + side, left : left + side]
 
 
 class SynthesisAI(Source):
@@ -131,5 +123,5 @@ class SynthesisAI(Source):
         if not self.crop_to_head:
             return rgb, mask, {"beard_pixels": beard}
         top, left, side = head_square(ids, mapping, segments_path)
-        return (crop_padded(rgb, top, left, side, 0), crop_padded(mask, top, left, side, IGNORE_INDEX),
+        return (crop_padded(rgb, left, top, side, 0), crop_padded(mask, left, top, side, IGNORE_INDEX),
                 {"beard_pixels": beard, "cropped_to_head": 1})

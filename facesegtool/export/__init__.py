@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import shutil
 import tempfile
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..atomic import OutputError, check_writable_dir, low_space_note
 import warnings
@@ -31,11 +33,14 @@ from ..labels import CLASSES
 from ..model_source import ContractNet, LoadedModel, ModelSourceError, load_source
 from ..model_spec import ModelSpecError
 from . import tflite as tflite_convert
-from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images
-from .conversion_check import ambiguous_layouts
+from .calibration import CALIBRATION_DIR, CalibrationError, calibration_array, load_calibration_images, normalize
+from .finite import nonfinite_faces
+from .replace import (check_float_layers, check_overwrites, files_to_replace, foreign_exports, lock_out_dir,
+                      source_files, variant_file_name)
+from .conversion_check import ambiguous_layouts, check_layouts_converted
 from .onnx import OPSET, BakedNormalization, ExportError, adapt_onnx, export_onnx
 from .op_analysis import LAYOUT_OPS, gpu_warning
-from .sidecar import VARIANTS, SidecarError, make_sidecar, read_sidecar, sidecar_path, write_sidecar
+from .sidecar import VARIANTS, make_sidecar, sidecar_path, write_sidecar
 from .tflite import IO_DTYPES, ConversionError
 
 __all__ = [
@@ -92,6 +97,8 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)  # what the model's contract assumed (model_spec)
     model_args: list[str] = field(default_factory=list)  # --model ... naming it on the next commands
     ambiguous_layouts: list[dict] = field(default_factory=list)  # conversion_check.ambiguous_layouts of the ONNX
+    layout_check: dict | None = None  # those tensors checked: fp32 TFLite vs ONNX Runtime on faces (None: no fp32)
+    contract_check: dict | None = None  # contract_check.check_contract_on_faces: other input contracts scored
 
     def table(self) -> str:
         rows = [("ONNX", self.onnx.name, f"{self.onnx.stat().st_size / 1e6:.2f}", self.onnx_seconds)]
@@ -112,6 +119,10 @@ class ExportReport:
             c = self.calibration
             lines.append(f"int8 calibrated on {c['images']} face crops from {c['folder']}")
         lines += [f"assumed: {n}" for n in self.notes]
+        if self.ambiguous_layouts and self.layout_check and self.layout_check["agreement_ok"]:
+            lines.append(f"layout: {_layout_places(self.ambiguous_layouts)} could read NCHW or NHWC by shape; checked: "
+                         f"fp32 TFLite agrees with ONNX Runtime on {100 * self.layout_check['argmax_agreement']:.2f} % of "
+                         f"pixels of {self.layout_check['faces']} faces, so onnx2tf laid them out right")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -119,13 +130,11 @@ class ExportReport:
     def warnings(self) -> list[str]:
         """A float model that would not run whole on a phone's GPU delegate (fp16 is the GPU's variant)."""
         found = [w for v in self.variants.values() if v.variant == "fp16" and (w := gpu_warning(v.variant, v.graph))]
-        if self.ambiguous_layouts:
-            where = ", ".join(f"{a['node']} ({a['op_type']}) -> {'x'.join(map(str, a['shape']))}"
-                              for a in self.ambiguous_layouts[:3])
-            more = f" and {len(self.ambiguous_layouts) - 3} more" if len(self.ambiguous_layouts) > 3 else ""
-            found.append(f"{where}{more}: as many channels as rows or columns, so onnx2tf cannot tell NCHW from NHWC "
-                         "by shape there and may lay the tensor out wrongly; verify measures it (--diagnose names "
-                         "the node), and another --size avoids it")
+        warning = layout_warning(self.ambiguous_layouts, self.layout_check)
+        if warning:
+            found.append(warning)
+        if self.contract_check and self.contract_check.get("warning"):
+            found.append(self.contract_check["warning"])
         return found
 
     def next_commands(self) -> list[str]:
@@ -151,6 +160,8 @@ class ExportReport:
             },
             "calibration": self.calibration,
             "warnings": self.warnings,
+            "layout_check": self.layout_check,
+            "contract_check": self.contract_check,
             "options": self.options,
             "total_seconds": self.total_seconds,
             "assumed": self.notes,
@@ -162,6 +173,32 @@ class ExportReport:
 # a killed run (kill -9, power loss) from one in use, and remove it.
 WORK_PREFIX = ".export-"
 WORK_OWNER = "owner.pid"
+
+
+def _layout_places(found: list[dict]) -> str:
+    where = ", ".join(f"{a['node']} ({a['op_type']}) -> {'x'.join(map(str, a['shape']))}" for a in found[:3])
+    return where + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+
+
+def layout_warning(found: list[dict], check: dict | None) -> str | None:
+    """The warning for tensors onnx2tf must lay out by shape alone: none when the fp32 file was checked
+    and agrees; "wrong" when it was checked and does not; "possible" when there was no fp32 file to run."""
+    if not found or (check is not None and check["agreement_ok"]):
+        return None
+    if check is None:
+        return (f"possible wrong layout: {_layout_places(found)} has as many channels as rows or columns, so onnx2tf "
+                "cannot tell NCHW from NHWC by shape there; not checked (no fp32 variant exported): verify measures "
+                "it, --diagnose names the node if it bit, and another --size avoids it")
+    return (f"wrong layout: {_layout_places(found)} has as many channels as rows or columns, so onnx2tf cannot tell "
+            f"NCHW from NHWC by shape there, and the fp32 TFLite agrees with ONNX Runtime on only "
+            f"{100 * check['argmax_agreement']:.2f} % of pixels of {check['faces']} faces: onnx2tf laid it out "
+            "wrongly; export at another --size (verify --diagnose names the node)")
+
+
+def _say(progress: bool, line: str) -> None:
+    """A stage or a warning as it happens (stderr, above any progress bar); the summary repeats the warnings."""
+    if progress:
+        tqdm.write(line, file=sys.stderr)
 
 
 def remove_stale_work_dirs(out_dir: Path) -> list[Path]:
@@ -214,8 +251,8 @@ def export(
     num_calib: int = DEFAULT_NUM_CALIB,
     size: int | None = None,
     per_channel: bool = True,
-    io_dtype: str = "int8",
-    bake_normalization: bool = False,
+    io_dtype: str | None = None,
+    bake_normalization: bool | None = None,
     int16_activations: bool = False,
     float_layers: list[str] | None = None,
     opset: int = OPSET,
@@ -236,9 +273,9 @@ def export(
     size: input size (default: the model's). Registry nets are fully convolutional (multiples of 32).
     per_channel: int8 weights per output channel (default) or per tensor.
     io_dtype: int8 model's input/output type: "int8", "uint8" or "float32" (float I/O around an
-        integer body). Float variants always have float32 I/O.
+        integer body); None: see standard_io. Float variants always have float32 I/O.
     bake_normalization: the model takes raw RGB 0..255 (bytes for int8/uint8 I/O) and normalises
-        inside, per the model's input contract.
+        inside, per the model's input contract; None: on for torch models (standard_io).
     int16_activations: int8 variant with 16-bit activations (int16x8): ~256x finer activation steps,
         slower, not on every delegate; its I/O is int16 (or float32). Ops without a 16x8 kernel
         (e.g. HARD_SWISH) run in float.
@@ -253,30 +290,32 @@ def export(
     """
     started = time.time()
     variants = parse_quant(quant)
-    if io_dtype not in IO_DTYPES:
+    if io_dtype is not None and io_dtype not in IO_DTYPES:
         raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
     float_layers = list(float_layers or [])
-    if float_layers and (int16_activations or io_dtype == "uint8"):
-        raise ValueError("float_layers works with int8 activations and int8 or float32 I/O only")
+    if float_layers and int16_activations:
+        raise ValueError("float_layers works with int8 activations only")
     is_default = checkpoint is None
     if out_dir is not None:
         check_writable_dir(out_dir, "--out")
     source = load_source(checkpoint, spec=spec, weights=weights, size=size)
+    for note in source.notes:  # now, before minutes of conversion, so a wrong guess can be stopped
+        _say(progress, f"assumed: {note}")
     if source.is_registry and size is not None and (size < 32 or size % 32):
         raise ValueError(f"size must be a multiple of 32 (the nets downsample 32x), not {size}")
-    if bake_normalization and source.format == "onnx":
-        raise ExportError(f"{source.path}: --bake-normalization is for torch models; an ONNX file is converted as it is")
+    bake_normalization, io_dtype = standard_io(bake_normalization, io_dtype)
     name = source.name
     contract = dict(source.contract)
+    # What the .tflite itself takes: a baked graph also flips a BGR model's channels, so it takes RGB.
+    file_contract = dict(contract, channel_order="RGB") if bake_normalization else contract
     size = int(contract["size"])
     classes = source.classes
     out_dir = Path(out_dir) if out_dir is not None else (DEFAULT_EXPORT_DIR if is_default else Path("exports") / name)
     check_writable_dir(out_dir, "--out")
-    others = foreign_exports(out_dir, source.sha256)
-    if others and not replace:
-        listing = ", ".join(p.name for p in others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
-        raise ExportError(f"{out_dir} holds exports of another model ({listing}); export into another --out, "
-                          "or pass --replace to remove them")
+
+    contract_check = None if source.is_registry else check_contract(source, size)
+    if contract_check and contract_check["warning"]:
+        _say(progress, f"warning: {contract_check['warning']}")
 
     # Calibration faces: required for int8; otherwise used, when present, for onnx2tf's sample checks.
     calib_folder = Path(calibration_dir) if calibration_dir is not None else CALIBRATION_DIR
@@ -287,16 +326,38 @@ def export(
         if "int8" in variants:
             raise
         calib, faces = None, np.full((1, size, size, 3), 128, np.uint8)
+    check_finite_scores(source, calib_folder if calib is not None else None,
+                        calib if calib is not None and not bake_normalization else normalize(faces, contract))
 
+    stem = f"{name}_{size}" + ("_full" if resize_output else "")
+    finals = {v: out_dir / variant_file_name(stem, v, int16_activations) for v in variants}
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_work_dirs(out_dir)
-    stem = f"{name}_{size}" + ("_rawrgb" if bake_normalization else "") + ("_full" if resize_output else "")
-    work = Path(tempfile.mkdtemp(dir=out_dir, prefix=WORK_PREFIX, suffix=".tmp"))
-    (work / WORK_OWNER).write_text(str(os.getpid()))
+    lock = lock_out_dir(out_dir)  # held to the end: the checks below must see what a concurrent export writes
+    work = None
     try:
+        others = foreign_exports(out_dir, source.sha256)
+        if others and not replace:
+            listing = ", ".join(p.name for p in others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+            raise ExportError(f"{out_dir} holds exports of another model ({listing}); export into another --out, "
+                              "or pass --replace to remove them")
+        planned = [out_dir / f"{stem}.onnx", *finals.values(), *(sidecar_path(f) for f in finals.values())]
+        check_overwrites(out_dir, planned)
+        stale_files = files_to_replace(out_dir, others, keep={*planned, *source_files(source)})
+        if float_layers:
+            check_float_layers(out_dir / f"{stem}_int8.tflite", float_layers, source.sha256)
+        remove_stale_work_dirs(out_dir)
+        work = Path(tempfile.mkdtemp(dir=out_dir, prefix=WORK_PREFIX, suffix=".tmp"))
+        (work / WORK_OWNER).write_text(str(os.getpid()))
         t = time.time()
+        _say(progress, f"export: {source.name} ({source.format}) -> ONNX")
         onnx_tmp = source_to_onnx(source, work / f"{stem}.onnx", size, bake_normalization, resize_output, opset)
         onnx_seconds = time.time() - t
+        layouts = ambiguous_layouts(onnx_tmp)
+        if layouts:
+            _say(progress, f"warning: {layout_warning(layouts, None)}" if "fp32" not in variants else
+                 f"layout: {_layout_places(layouts)} could read NCHW or NHWC by shape; checked once the fp32 file exists")
+        _say(progress, f"export: ONNX ({_onnx_nodes(onnx_tmp)} nodes, {onnx_seconds:.0f}s) -> TFLite "
+                       f"{'/'.join(variants)} with onnx2tf")
         palette = source.spec.palette()
 
         options = {
@@ -315,7 +376,7 @@ def export(
         metadata = {
             "format": "facesegtool-tflite-metadata",
             "model": name,
-            "input": contract,
+            "input": file_contract,
             "normalization_baked": bake_normalization,
             "palette": palette,
             "mapping": source.spec.mapping,
@@ -336,9 +397,14 @@ def export(
                 float_layers=float_layers,
                 labels=classes,
                 metadata=metadata,
+                standard_metadata=standard_metadata(name, classes, file_contract, bake_normalization,
+                                                    source.spec.output_kind, source.is_registry),
                 progress=progress,
             )
         except ConversionError as exc:
+            if str(exc).startswith("float_layers:"):  # the user's names, not the converter: no log to keep
+                raise ExportError(f"--float-layer: {str(exc).split(':', 1)[1].strip()}; give TFLite tensor names as "
+                                  "`facesegtool verify` prints them for this model's int8 export") from None
             full = low_space_note(out_dir)
             if full:  # the converter's advice (ops, --per-tensor) would mislead: its disk filled up
                 raise ExportError(f"cannot write the TFLite model in {out_dir}: the disk filled up during "
@@ -363,12 +429,18 @@ def export(
             tf_seconds=conversion.tf_seconds,
             calibration=calibration,
             options=options,
-            ambiguous_layouts=ambiguous_layouts(onnx_tmp),
+            ambiguous_layouts=layouts,
+            contract_check=contract_check,
         )
+        if layouts and "fp32" in conversion.variants and calib is not None:
+            report.layout_check = _check_layouts(onnx_tmp, conversion.variants["fp32"].path, calib)
+            _say(progress, (f"layout: checked, fp32 agrees with ONNX Runtime on "
+                            f"{100 * report.layout_check['argmax_agreement']:.2f} % of pixels: no layout fault")
+                 if report.layout_check["agreement_ok"] else f"warning: {layout_warning(layouts, report.layout_check)}")
         staged: list[tuple[Path, Path, VariantResult]] = []
         for variant in variants:
             conv = conversion.variants[variant]
-            final = out_dir / f"{stem}_{variant}.tflite"
+            final = finals[variant]
             tmp_tflite = work / final.name
             conv.path.replace(tmp_tflite)
             variant_options = {k: v for k, v in options.items() if k != "default_checkpoint"}
@@ -377,11 +449,14 @@ def export(
                     variant_options.pop(key)
             else:
                 variant_options["calibration"] = calibration
+            if layouts:  # verify confirms or clears a possible layout fault from these
+                variant_options["possible_layout_faults"] = [dict(a) for a in layouts]
+                variant_options["layout_check"] = report.layout_check
             sidecar = make_sidecar(
                 tmp_tflite,
                 name,
                 variant,
-                contract,
+                file_contract,
                 classes,
                 palette,
                 bake_normalization,
@@ -402,21 +477,82 @@ def export(
             tmp_tflite.replace(result.tflite)
             report.variants[result.variant] = result
         onnx_tmp.replace(report.onnx)
-        for stale in others:  # --replace: the other model's files go only once this one's are in
+        for stale in stale_files:  # --replace: the other model's files go only once this one's are in
             stale.unlink(missing_ok=True)
-            if stale.suffix == ".tflite":
-                sidecar_path(stale).unlink(missing_ok=True)
     except OSError as exc:  # e.g. room for the ONNX but not the TFLite: one line, not a traceback
         if isinstance(exc, OutputError):
             raise
         raise ExportError(f"cannot write the export in {out_dir}: {exc.strerror or exc}{low_space_note(out_dir)}; "
                           "nothing was left there") from None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
     report.total_seconds = time.time() - started
     report.notes = list(source.notes)
     report.model_args = source.cli_args()
     return report
+
+
+LAYOUT_CHECK_FACES = 4
+
+
+def _check_layouts(onnx_path: Path, fp32: Path, calib: np.ndarray) -> dict:
+    check = check_layouts_converted(onnx_path, fp32, calib[:LAYOUT_CHECK_FACES])
+    from ..verify.compare import AGREEMENT_FLOOR
+
+    return dict(check, agreement_ok=bool(check["argmax_agreement"] >= AGREEMENT_FLOOR))
+
+
+def _onnx_nodes(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def check_contract(source: LoadedModel, size: int) -> dict | None:
+    """Other common input contracts scored on a few labelled faces (the default verify set, when present)."""
+    from ..contract_check import FACES as CONTRACT_FACES
+    from ..contract_check import check_contract_on_faces
+    from ..verify.faces import DEFAULT_DATA, open_faces
+
+    if not DEFAULT_DATA.is_dir():
+        return None
+    try:
+        return check_contract_on_faces(source, open_faces(DEFAULT_DATA, "val", size=size, limit=CONTRACT_FACES))
+    except (ValueError, OSError):  # advice only: faces that cannot be read leave the export to go on unchecked
+        return None
+
+
+def standard_io(bake_normalization: bool | None, io_dtype: str | None) -> tuple[bool, str]:
+    """(bake_normalization, int8 I/O type) with the defaults filled in: what standard runtimes take.
+
+    MediaPipe's ImageSegmenter and the LiteRT support library feed a uint8 input the camera's bytes
+    as they are, refuse int8 input, and normalise a float32 input with one mean/std for all
+    channels: MediaPipe refuses per-channel normalisation ("Per-channel image normalization is not
+    available"). A graph that normalises inside (and flips a BGR model's channels) takes RGB 0..255,
+    so its uint8 input is the pixels exactly (scale 1, zero point 0) and its float input needs no
+    normalisation: baked by default, torch models and ONNX files alike. Not baked, the int8 model
+    takes float32 (the runtime normalises, as the metadata says).
+    """
+    if bake_normalization is None:
+        bake_normalization = True
+    if io_dtype is None:
+        io_dtype = "uint8" if bake_normalization else "float32"
+    return bake_normalization, io_dtype
+
+
+def standard_metadata(name: str, labels: list[str], file_contract: dict, normalization_baked: bool,
+                      output_kind: str, ours: bool = False) -> dict:
+    """The tflite_metadata.StandardMetadata fields of an export (the worker adds the variant); ours: a
+    facesegtool-trained model, whose data terms the license field states."""
+    import facesegtool
+
+    from .tflite_metadata import LICENSE, activation_for, pixel_normalization
+
+    mean, std = pixel_normalization(file_contract, normalization_baked)
+    return {"name": name, "labels": list(labels), "mean": mean, "std": std, "license": LICENSE if ours else "",
+            "activation": activation_for(output_kind), "version": f"facesegtool {facesegtool.__version__}"}
 
 
 def source_to_onnx(source: LoadedModel, path: Path, size: int, bake_normalization: bool = False,
@@ -425,7 +561,8 @@ def source_to_onnx(source: LoadedModel, path: Path, size: int, bake_normalizatio
     spec = source.spec
     resize_to = size if resize_output else None
     if source.format == "onnx":
-        return adapt_onnx(source.onnx_path, path, size, spec.select, spec.output_layout, resize_to, opset)
+        return adapt_onnx(source.onnx_path, path, size, spec.select, spec.output_layout, resize_to, opset,
+                          bake=source.contract if bake_normalization else None)
     if source.is_registry:
         net = source.net
         if resize_output:
@@ -448,20 +585,16 @@ def source_to_onnx(source: LoadedModel, path: Path, size: int, bake_normalizatio
     return export_onnx(net, path, size, opset=opset)
 
 
-def foreign_exports(out_dir: Path, sha256: str) -> list[Path]:
-    """Files in out_dir exported from another model than the one with this sha256 (by their sidecars)."""
-    found: list[Path] = []
-    if not out_dir.is_dir():
-        return found
-    for tflite in sorted(out_dir.glob("*.tflite")):
-        try:
-            sidecar = read_sidecar(tflite)
-        except SidecarError:
-            continue
-        recorded = (sidecar.get("source") or {}).get("sha256")
-        if recorded and recorded != sha256:
-            found.append(tflite)
-            onnx_file = out_dir / str(sidecar.get("export", {}).get("onnx", ""))
-            if onnx_file.suffix == ".onnx" and onnx_file.is_file() and onnx_file not in found:
-                found.append(onnx_file)
-    return found
+def check_finite_scores(source: LoadedModel, calib_folder: Path | None, faces: np.ndarray) -> None:
+    """NaN or Inf scores on a blank probe or on the calibration faces stop the export: such a model has no
+    mask to give, and int8 would calibrate on the NaN."""
+    size = int(source.contract["size"])
+    probe = np.zeros((1, size, size, 3), np.float32)
+    if nonfinite_faces(source.net, probe):
+        raise ExportError(f"{source.path}: the model's scores are NaN or Inf on a blank {size}x{size} input; "
+                          "fix the model (its weights or an unguarded division, log or sqrt) before exporting it")
+    bad = nonfinite_faces(source.net, faces)
+    if bad:
+        where = f"calibration faces in {calib_folder}" if calib_folder is not None else "sample faces"
+        raise ExportError(f"{source.path}: the model's scores are NaN or Inf on {len(bad)} of {len(faces)} {where}; "
+                          "fix the model (its weights or an unguarded division, log or sqrt) before exporting it")

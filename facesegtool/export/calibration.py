@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_bytes_atomic
 from ..checkpoint import REPO_ROOT
-from ..data.source import BadSampleError, read_rgb
+from ..data.source import BadSampleError
+from ..imaging import IMAGE_SUFFIXES, crop_padded, image_files, read_rgb, resize_image
 
 CALIBRATION_DIR = REPO_ROOT / "calibration"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 class CalibrationError(ValueError):
@@ -34,15 +34,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise CalibrationError(f"calibration folder not found: {folder}")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def resize_like_training(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Same resize as FaceParsingDataset.read: area when shrinking, bilinear when enlarging."""
-    if rgb.shape[0] == size and rgb.shape[1] == size:
-        return rgb
-    shrink = rgb.shape[0] > size
-    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return image_files(folder)
 
 
 def normalize(rgb: np.ndarray, contract: dict) -> np.ndarray:
@@ -76,10 +68,10 @@ def load_calibration_images(folder: str | Path | None, size: int, num: int | Non
         if min(rgb.shape[:2]) < 8:
             raise CalibrationError(f"calibration image {path}: {rgb.shape[1]}x{rgb.shape[0]} px is too small "
                                    f"for a face crop; remove it from {folder}")
-        images.append(resize_like_training(rgb, size))
+        images.append(resize_image(rgb, size))  # as training resizes its faces
     if not images:
         raise CalibrationError(
-            f"no usable image in calibration folder {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            f"no usable image in calibration folder {folder} (looked for {', '.join(IMAGE_SUFFIXES)}); "
             "give a folder of face crops with --calibration, or make one with "
             "`facesegtool calibration build --from PHOTOS_DIR --out DIR`"
         )
@@ -91,13 +83,19 @@ def calibration_array(
 ) -> np.ndarray:
     """NHWC float32 calibration inputs, exactly what the exported model's float input expects.
 
-    With the contract's normalisation baked into the model the input is raw RGB 0..scale, else
-    (x / scale - mean) / std. Either way the values are final: pass mean 0 / std 1 to onnx2tf,
-    which computes (data - mean) / std before calibrating.
+    With the contract's normalisation baked into the model the input is raw RGB 0..scale (a BGR
+    model's flip is baked too: onnx.BakedNormalization), else (x / scale - mean) / std. Either way
+    the values are final: pass mean 0 / std 1 to onnx2tf, which computes (data - mean) / std
+    before calibrating.
     """
     rgb = load_calibration_images(folder, int(contract["size"]), num)
     if baked_normalization:
-        return (rgb[..., ::-1] if str(contract.get("channel_order", "RGB")).upper() == "BGR" else rgb).astype(np.float32)
+        raw = rgb.astype(np.float32)
+        # The input's calibrated range must be exactly 0..255, so a uint8 input tensor gets scale 1 and
+        # zero point 0 and takes the camera's bytes as they are (standard runtimes feed them so):
+        # one black and one white pixel make sure of it whatever the faces hold.
+        raw[0, 0, 0], raw[0, 0, 1] = 0.0, 255.0
+        return raw
     return normalize(rgb, contract)
 
 
@@ -171,12 +169,7 @@ def crop_face(bgr: np.ndarray, box: tuple[int, int, int, int], margin: float, si
     half = max(w, h) * (0.5 + margin)
     x0, y0 = int(round(cx - half)), int(round(cy - half))
     side = int(round(2 * half))
-    pad = max(0, -x0, -y0, x0 + side - bgr.shape[1], y0 + side - bgr.shape[0])
-    if pad:
-        bgr = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        x0, y0 = x0 + pad, y0 + pad
-    crop = bgr[y0 : y0 + side, x0 : x0 + side]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+    return resize_image(crop_padded(bgr, x0, y0, side, 0), size)
 
 
 def _write_image(path: Path, bgr: np.ndarray) -> None:
@@ -207,7 +200,7 @@ def build_calibration_set(
         raise ValueError(f"margin must be >= 0, not {margin}")
     photos = list_images(photos_dir)
     if not photos:
-        raise CalibrationError(f"no photos ({', '.join(IMAGE_EXTENSIONS)}) in {photos_dir}")
+        raise CalibrationError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {photos_dir}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = BuildReport(out_dir=out_dir)

@@ -185,6 +185,40 @@ def ambiguous_layouts(onnx_path: str | Path) -> list[dict]:
     return found
 
 
+def check_layouts_converted(onnx_path: str | Path, fp32_tflite: str | Path, inputs_nhwc: np.ndarray,
+                            tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """Did a possible layout ambiguity bite? The converted fp32 file against ONNX Runtime on the same inputs.
+
+    inputs_nhwc: N x H x W x C float32, as the TFLite model takes them (real faces, normalised).
+    Returns {"faces", "argmax_agreement", "rel_error", "exact"}: exact when the outputs agree within
+    tolerance (relative to the output's scale), as locate_conversion_fault judges a node."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    interpreter = Interpreter(model_content=Path(fp32_tflite).read_bytes())
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    same = total = 0
+    rel = 0.0
+    for x in np.asarray(inputs_nhwc, np.float32):
+        want = session.run(None, {feed: np.moveaxis(x, -1, 0)[None]})[0]
+        nhwc = list(inp["shape"])[-1] == x.shape[-1]  # onnx2tf's input is NHWC for an image
+        interpreter.set_tensor(inp["index"], x[None] if nhwc else np.moveaxis(x, -1, 0)[None])
+        interpreter.invoke()
+        got = interpreter.get_tensor(out["index"])
+        if got.shape != want.shape and got.ndim == 4:
+            got = np.moveaxis(got, -1, 1)  # onnx2tf's NHWC output, in ONNX's NCHW
+        if got.shape != want.shape:
+            return {"faces": len(inputs_nhwc), "argmax_agreement": 0.0, "rel_error": float("inf"), "exact": False}
+        same += int((got.argmax(1) == want.argmax(1)).sum())
+        total += want.shape[0] * want.shape[2] * want.shape[3]
+        rel = max(rel, float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max())))
+    return {"faces": len(inputs_nhwc), "argmax_agreement": same / max(total, 1), "rel_error": rel,
+            "exact": rel <= tolerance}
+
+
 def _layout_ambiguous(shape: list[int]) -> bool:
     """N x C x H x W with C > 1 equal to H or W: the NHWC shape of an NCHW tensor could be either."""
     return len(shape) == 4 and all(d > 0 for d in shape) and shape[1] > 1 and shape[1] in (shape[2], shape[3])

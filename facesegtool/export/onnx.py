@@ -29,11 +29,13 @@ class BakedNormalization(nn.Module):
 
     The phone then feeds camera bytes as they are; with int8/uint8 input the quantizer maps
     0..255 onto the input tensor's range, so no per-pixel float work is left on the device.
+    A BGR model's channels are flipped inside too: standard runtimes (MediaPipe) feed RGB only.
     """
 
     def __init__(self, model: nn.Module, contract: dict):
         super().__init__()
         self.model = model
+        self.bgr = str(contract.get("channel_order", "RGB")).upper() == "BGR"
         mean = torch.tensor(contract["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(contract["std"], dtype=torch.float32).view(1, 3, 1, 1)
         # (x / scale - mean) / std == x * a + b: one multiply-add, folded into the first layer by converters.
@@ -41,6 +43,8 @@ class BakedNormalization(nn.Module):
         self.register_buffer("b", -mean / std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bgr:  # slices + concat, which every delegate takes (a Gather may not be)
+            x = torch.cat([x[:, 2:3], x[:, 1:2], x[:, 0:1]], dim=1)
         return self.model(x * self.a + self.b)
 
 
@@ -148,10 +152,12 @@ def adapt_onnx(
     layout: str = "NCHW",
     resize_to: int | None = None,
     opset: int = OPSET,
+    bake: dict | None = None,
 ) -> Path:
     """A user's ONNX file as the converter wants it: input fixed at 1 x 3 x size x size, only the selected
     output (dead heads pruned), NCHW, optionally resized to the input (bilinear, half-pixel centres, as
-    F.interpolate(align_corners=False) and the app do). Written atomically to `path`."""
+    F.interpolate(align_corners=False) and the app do); bake: the input contract to normalise (and flip
+    BGR) inside, as BakedNormalization does for torch models. Written atomically to `path`."""
     from onnx import helper, shape_inference
 
     path = Path(path)
@@ -196,6 +202,8 @@ def adapt_onnx(
             proto.graph.node.extend(nodes)
             del proto.graph.output[:]
             proto.graph.output.append(helper.make_tensor_value_info(tail, onnx.TensorProto.FLOAT, None))
+        if bake is not None:
+            _bake_normalization(proto, bake)
         del proto.graph.value_info[:]
         proto = shape_inference.infer_shapes(_simplify(proto))
         try:
@@ -206,6 +214,33 @@ def adapt_onnx(
         onnx.save(proto, str(tmp_path))
         os.replace(tmp_path, path)
     return path
+
+
+def _bake_normalization(proto: onnx.ModelProto, contract: dict) -> None:
+    """The graph takes RGB 0..255: (flip BGR,) x * a + b in front of every use of its input (in place)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    name = proto.graph.input[0].name
+    std = np.asarray(contract["std"], np.float32).reshape(1, 3, 1, 1)
+    mean = np.asarray(contract["mean"], np.float32).reshape(1, 3, 1, 1)
+    a = numpy_helper.from_array((1.0 / (float(contract["scale"]) * std)).astype(np.float32), name + "_bake_a")
+    b = numpy_helper.from_array((-mean / std).astype(np.float32), name + "_bake_b")
+    proto.graph.initializer.extend([a, b])
+    nodes, src = [], name
+    if str(contract.get("channel_order", "RGB")).upper() == "BGR":
+        split = numpy_helper.from_array(np.ones(3, np.int64), name + "_bake_split")
+        proto.graph.initializer.append(split)
+        parts = [f"{name}_bake_c{i}" for i in range(3)]
+        nodes.append(helper.make_node("Split", [name, split.name], parts, axis=1))
+        nodes.append(helper.make_node("Concat", parts[::-1], [name + "_bake_bgr"], axis=1))
+        src = name + "_bake_bgr"
+    nodes.append(helper.make_node("Mul", [src, a.name], [name + "_bake_scaled"]))
+    nodes.append(helper.make_node("Add", [name + "_bake_scaled", b.name], [name + "_bake_normalised"]))
+    for node in proto.graph.node:
+        node.input[:] = [name + "_bake_normalised" if i == name else i for i in node.input]
+    for node in reversed(nodes):
+        proto.graph.node.insert(0, node)
 
 
 def _channels(proto: onnx.ModelProto, name: str, layout: str) -> int:

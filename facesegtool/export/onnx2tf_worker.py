@@ -9,7 +9,8 @@ runs in a private working directory with its PATH set. The spec (written by tfli
     {"onnx": path, "variants": [...], "calibration_npy": path|null, "per_channel": bool,
      "io_dtype": "float32"|"int8"|"uint8", "baked_normalization": bool,
      "int16_activations": bool, "float_layers": [tensor names] | [],
-     "metadata": {...}, "labels": [...]}
+     "metadata": {...}, "labels": [...],
+     "standard_metadata": tflite_metadata.StandardMetadata fields | null}
 
 Everything onnx2tf and TensorFlow print goes to the log (fds 1 and 2); this process's original
 stdout carries one JSON line per finished step, which the parent reads for progress:
@@ -45,8 +46,12 @@ def main(spec_path: str) -> int:
     import tensorflow as tf
 
     from facesegtool.export.lean_graph import fold_concat_transposes
+    from facesegtool.export.onnx2tf_fixes import fix_depthwise_detection
     from facesegtool.export.sidecar import embed_metadata
+    from facesegtool.export.tflite_metadata import StandardMetadata, write_standard_metadata
 
+    # Depthwise convs after a Reshape (SegFormer's Mix-FFN) otherwise split into one conv per channel.
+    fix_depthwise_detection()
     onnx_path = Path(spec["onnx"])
     # onnx2tf builds the NHWC Keras model. Its own TFLite writer is skipped (disable_model_save):
     # it re-traces the model for every file (~30 s each on a small CPU); tracing once into a
@@ -58,12 +63,13 @@ def main(spec_path: str) -> int:
         # "denorm" scales them by 255 when the model takes raw RGB.
         check_onnx_tf_outputs_sample_data_normalization="denorm" if spec["baked_normalization"] else "norm",
         # Grouped convs (RegSeg's group width 16) otherwise become a TF op that fails to trace
-        # into a SavedModel ("untracked resource"); split convs convert and match torch to 1e-6.
+        # into a SavedModel ("untracked resource"); split convs (one per group) convert and match
+        # torch to 1e-6. Depthwise convs (groups = channels) never take this path: DEPTHWISE_CONV_2D.
         disable_group_convolution=True,
         # Exact GELU (nn.GELU, SegFormer's MLPs) exports as Erf, which TFLite has no builtin for (it would
         # need the Flex delegate, absent on phones): onnx2tf's pseudo-Erf builds it from builtin ops.
         replace_to_pseudo_operators=["erf"],
-        verbosity="info",
+        verbosity="debug",  # "INFO: i / n" before each op: the parent shows how far it has got (tflite.py)
     )
     if model is None:
         print("onnx2tf returned no model", file=sys.stderr)
@@ -119,6 +125,10 @@ def main(spec_path: str) -> int:
         path.write_bytes(content)
         seconds = time.time() - t
         embed_metadata(path, spec["labels"], spec["metadata"] | {"variant": variant})
+        if spec.get("standard_metadata"):  # last: the standard writer keeps our entry
+            standard = dict(spec["standard_metadata"])
+            standard["version"] = f"{standard.get('version', '')} {variant}".strip()
+            write_standard_metadata(path, StandardMetadata(**standard))
         progress.write(json.dumps({"variant": variant, "file": str(path), "seconds": round(seconds, 2),
                                    "folded_transposes": folded}) + "\n")
     return 0
@@ -150,16 +160,21 @@ def _quantize_keeping_float(converter, float_layers: list[str], io_type, tf) -> 
     missing = sorted(wanted - found)
     if missing:
         raise ValueError(f"float_layers: no tensor named {', '.join(missing)} in the model")
-    if io_type not in (tf.int8, tf.float32):
-        raise ValueError("float_layers works with int8 or float32 input/output")
-    return mlir_quantize(
+    if io_type not in (tf.int8, tf.uint8, tf.float32):
+        raise ValueError("float_layers works with int8, uint8 or float32 input/output")
+    content = mlir_quantize(
         calibrated,
         disable_per_channel=converter._experimental_disable_per_channel,
         fully_quantize=io_type == tf.int8,
-        input_data_type=io_type,
-        output_data_type=io_type,
+        input_data_type=io_type if io_type == tf.int8 else tf.float32,
+        output_data_type=io_type if io_type == tf.int8 else tf.float32,
         denylisted_nodes=deny,
     )
+    if io_type == tf.uint8:  # as TF re-types ends: its float input's QUANTIZE op becomes uint8 -> int8
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        content = modify_model_io_type(content, tf.uint8, tf.uint8)
+    return content
 
 
 if __name__ == "__main__":

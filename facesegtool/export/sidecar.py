@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 from ..atomic import write_bytes_atomic
 from ..labels import CLASSES
 from .op_analysis import analyze_ops
+from .tflite_metadata import LABELS_FILE
 
 FORMAT = "facesegtool-sidecar"
 VERSION = 1
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 METADATA_NAME = "facesegtool"  # name of our entry in the .tflite's metadata table
-LABELS_FILE = "labels.txt"  # associated file, as TFLite Support / ML Kit name it
 
 
 class SidecarError(ValueError):
@@ -189,22 +189,100 @@ def read_sidecar(path: str | Path) -> dict:
     missing = [k for k in ("model", "variant", "tflite", "classes", "input", "output") if k not in sidecar]
     if missing:
         raise SidecarError(f"{path}: missing {', '.join(missing)}")
+    check_sidecar(sidecar, path)
     return sidecar
+
+
+TENSOR_DTYPES = ("float32", "float16", "int8", "uint8", "int16")
+
+
+def check_sidecar(sidecar: dict, path: str | Path) -> None:
+    """Every field a consumer reads, checked once on read, so that an edited or damaged sidecar stops verify,
+    predict, bench and install-model with one SidecarError naming the file and the field (not a KeyError
+    or IndexError later, nor garbage masks from a zero std). Never a path or code: `source` is only data."""
+    from ..model_spec import ModelSpecError, check_contract_dict, check_labels, check_mapping, check_normalization
+
+    def bad(field: str, what: str) -> SidecarError:
+        return SidecarError(f"{path}: sidecar field {field} {what}; re-export the model with `facesegtool export`")
+
+    for key in ("model", "tflite"):
+        if not isinstance(sidecar[key], str):
+            raise bad(key, "must be a string")
+    if sidecar["variant"] not in VARIANTS:
+        raise bad("variant", f"must be one of {', '.join(VARIANTS)}, not {str(sidecar['variant'])[:40]!r}")
+    try:
+        classes = check_labels(sidecar["classes"], "classes")
+        for side in ("input", "output"):
+            if not isinstance(sidecar[side], dict):
+                raise ModelSpecError(f"{side} must be a mapping")
+        check_normalization(sidecar["input"], "input")
+        if sidecar.get("mapping") is not None:
+            check_mapping(sidecar["mapping"], classes, "mapping")
+        if sidecar.get("spec") is not None:
+            check_contract_dict(sidecar["spec"], "spec")
+    except ModelSpecError as exc:
+        raise SidecarError(f"{path}: sidecar field {exc}; re-export the model with `facesegtool export`") from None
+    for side in ("input", "output"):
+        tensor = sidecar[side]
+        shape = tensor.get("shape")
+        if (shape is not None or side == "input") and not (
+                isinstance(shape, list) and len(shape) == 4 and all(_is_int(v) and v > 0 for v in shape)):
+            raise bad(f"{side}.shape", f"must be four positive sizes, not {str(shape)[:60]}")
+        if side == "input" and tensor.get("dtype") not in TENSOR_DTYPES:
+            raise bad("input.dtype", f"must be one of {', '.join(TENSOR_DTYPES)}")
+        if side == "output" and tensor.get("dtype") is not None and tensor["dtype"] not in TENSOR_DTYPES:
+            raise bad("output.dtype", f"must be one of {', '.join(TENSOR_DTYPES)}")
+        if tensor.get("layout", "NHWC") not in ("NHWC", "NCHW"):
+            raise bad(f"{side}.layout", "must be NHWC or NCHW")
+        if not _is_int(tensor.get("index", 0)) or tensor.get("index", 0) != 0:
+            raise bad(f"{side}.index", "must be 0 (the model's one input and output)")
+        quant = tensor.get("quantization")
+        if quant is not None and not (isinstance(quant, dict) and _is_number(quant.get("scale")) and quant["scale"] > 0
+                                      and _is_int(quant.get("zero_point"))):
+            raise bad(f"{side}.quantization", "must be null or {\"scale\": number > 0, \"zero_point\": integer}")
+    if not isinstance(sidecar["input"].get("normalization_baked", False), bool):
+        raise bad("input.normalization_baked", "must be true or false")
+    out = sidecar["output"]
+    if out.get("kind", "logits") not in ("logits", "probabilities"):
+        raise bad("output.kind", "must be logits or probabilities")
+    if out.get("shape") is not None:
+        channels = out["shape"][-1 if out.get("layout", "NHWC") == "NHWC" else 1]
+        if channels != len(classes):
+            raise bad("classes", f"lists {len(classes)} classes but output.shape {out['shape']} has {channels} channels")
+    if sidecar.get("spec") is not None and list(sidecar["spec"]["labels"]) != classes:
+        raise bad("spec.labels", "differ from classes")
+    palette = sidecar.get("palette")
+    if palette is not None and not (isinstance(palette, list) and len(palette) == len(classes) and all(
+            isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c) for c in palette)):
+        raise bad("palette", f"must be one [r, g, b] of 0..255 integers per class ({len(classes)})")
+    for key in ("source", "export"):
+        if sidecar.get(key) is not None and not isinstance(sidecar[key], dict):
+            raise bad(key, "must be a mapping")
+    if sidecar.get("sha256") is not None and not isinstance(sidecar["sha256"], str):
+        raise bad("sha256", "must be a string")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 # --- labels inside the .tflite ------------------------------------------------------------------
 #
-# The TFLite Support metadata writer (tflite_support) does not install with this TF/Python set,
-# so we write the two pieces it would write ourselves, both readable with standard tools:
-# - an entry "facesegtool" in the model's flatbuffer `metadata` table whose buffer is UTF-8 JSON
-#   (classes, palette, input contract), written with TF's own flatbuffer_utils;
-# - labels.txt as an associated file: a zip archive appended to the model, which is how TFLite
-#   Support packs associated files (the interpreter ignores the trailing bytes; Android's
-#   MetadataExtractor or any unzip tool reads them).
+# Two entries in the model's flatbuffer `metadata` table:
+# - TFLITE_METADATA, the standard one that MediaPipe Tasks and the LiteRT support library read
+#   (normalisation, labels.txt as an associated file zipped onto the model, the output's activation):
+#   tflite_metadata.py;
+# - "facesegtool", ours: UTF-8 JSON with what the standard has no field for (palette, the mapping
+#   of the model's labels onto our classes, the whole input contract), written here with TF's own
+#   flatbuffer_utils, before the standard entry (which keeps every other entry).
 
 
 def embed_metadata(tflite: str | Path, labels: list[str], info: dict) -> None:
-    """Rewrite `tflite` in place with the labels embedded (see above). Needs TensorFlow (worker side)."""
+    """Rewrite `tflite` in place with our JSON entry (see above). Needs TensorFlow (worker side)."""
     from tensorflow.lite.python import schema_py_generated as schema_fb
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -218,12 +296,10 @@ def embed_metadata(tflite: str | Path, labels: list[str], info: dict) -> None:
     entry.buffer = len(model.buffers) - 1
     model.metadata = list(model.metadata or []) + [entry]
     flatbuffer_utils.write_model(model, str(tflite))
-    with zipfile.ZipFile(tflite, "a", compression=zipfile.ZIP_STORED) as archive:  # appended after the flatbuffer
-        archive.writestr(LABELS_FILE, "\n".join(labels) + "\n")
 
 
 def read_embedded_labels(tflite: str | Path) -> list[str]:
-    """labels.txt from the zip appended to the .tflite ([] when there is none)."""
+    """labels.txt from the associated files zipped onto the .tflite ([] when there is none)."""
     try:
         with zipfile.ZipFile(tflite) as archive:
             return archive.read(LABELS_FILE).decode().splitlines()

@@ -14,9 +14,11 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +101,7 @@ def convert(
     float_layers: list[str] | None = None,
     labels: list[str] | None = None,
     metadata: dict | None = None,
+    standard_metadata: dict | None = None,
     progress: bool = True,
 ) -> Conversion:
     """Convert `onnx_path` into the requested variants inside `work_dir` (which becomes onnx2tf's cwd).
@@ -138,6 +141,7 @@ def convert(
         "float_layers": list(float_layers or []),
         "labels": list(labels or []),
         "metadata": dict(metadata or {}),
+        "standard_metadata": dict(standard_metadata) if standard_metadata else None,
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
@@ -156,11 +160,14 @@ def convert(
             preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None,
         )
         bar = tqdm(total=len(variants) + 1, desc="ONNX -> TF", unit="step", disable=not progress)
+        watcher = _LogProgress(log_path, bar) if progress else None
         try:
             for line in proc.stdout:  # one JSON line per finished step
                 msg = json.loads(line)
                 if msg.get("step") == "tf":
                     tf_seconds = msg["seconds"]
+                    if progress:
+                        bar.write(f"export: onnx2tf built the TensorFlow graph in {tf_seconds:.0f}s", file=sys.stderr)
                     bar.set_description("TF -> TFLite")
                     bar.update(1)
                 elif "variant" in msg:
@@ -168,17 +175,67 @@ def convert(
                                                      msg.get("folded_transposes", 0))
                     bar.set_postfix_str(msg["variant"])
                     bar.update(1)
+                    if progress:
+                        bar.write(f"export: {msg['variant']} written: {_op_count(Path(msg['file']))} TFLite ops, "
+                                  f"{msg['seconds']:.0f}s", file=sys.stderr)
             rc = proc.wait()
         except BaseException:  # Ctrl-C or an error here: do not leave a converter running
             proc.kill()
             proc.wait()
             raise
         finally:
+            if watcher is not None:
+                watcher.stop()
             bar.close()
     if rc != 0 or any(v not in done for v in variants):
         raise ConversionError(_diagnose(log_path, rc, [v for v in variants if v not in done]))
     check_runs([done[v].path for v in variants])
     return Conversion(tf_seconds, done)
+
+
+def _op_count(path: Path) -> int | str:
+    from .op_analysis import analyze_ops
+
+    try:
+        return sum(analyze_ops(path)["ops"].values())
+    except Exception:  # a count for the progress line only; the summary table reports the real analysis
+        return "?"
+
+
+class _LogProgress:
+    """Where onnx2tf is, read from its log while it runs: "op 812 / 4919" on the bar (onnx2tf logs
+    "INFO: i / n" before each op), so a long conversion shows how far it has got, not only a spinner."""
+
+    _OP = re.compile(r"INFO:\S*\s+(?:\x1b\[[0-9;]*m)?(\d+) / (\d+)")
+
+    def __init__(self, log_path: Path, bar: tqdm, every: float = 1.0):
+        self.log_path, self.bar, self.every = log_path, bar, every
+        self._done = threading.Event()
+        self._offset = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self._offset)
+                    text = f.read().decode(errors="replace")
+                    self._offset = f.tell()
+            except OSError:
+                continue
+            if not self.bar.desc.startswith("ONNX -> TF"):
+                continue
+            found = self._OP.findall(text)
+            if found:
+                i, n = found[-1]
+                self.bar.set_postfix_str(f"op {i} / {n}")
+            elif "Model optimizing started" in text:
+                self.bar.set_postfix_str("simplifying (onnxsim)")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 # Loads each model as the CPU runtime does (default delegates: XNNPACK), allocates and invokes once.

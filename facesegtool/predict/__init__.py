@@ -13,7 +13,7 @@ The package reads in the order a photo flows through it:
     detect.py     face detector (BlazeFace on LiteRT; Haar for comparison) and the crop framing
     backends.py   segmenters (torch / TFLite): an image at the model's input -> class scores
     head.py       whole-head merge: a face crop's scores and a wider pass, blended on one grid
-    upsample.py   scores to the photo's resolution (bilinear before the argmax), guided refinement
+    refine.py     guided refinement of the probabilities (the bilinear upsampling is imaging.upsample_scores)
     beard.py      facial hair out of the hair class
     parse.py      one image -> its mask: the above in order
     video.py      tracking, score smoothing, and a video's outputs
@@ -21,7 +21,9 @@ The package reads in the order a photo flows through it:
     render.py     the pictures and the contact sheet
     measures.py, report.py   the seam / flicker figures and measures.json
     run.py        predict() over files and folders
-    showcase.py, upsample_bench.py, beard_measure.py   the pictures and figures under models/<name>/
+
+The pictures and figures under models/<name>/ are made by tools/showcase.py, tools/upsample_bench.py
+and tools/beard_measure.py, on top of this package.
 """
 
 from .backends import Segmenter, TFLiteSegmenter, TorchSegmenter, load_segmenter

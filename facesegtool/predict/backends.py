@@ -4,7 +4,7 @@
     scores = segmenter.scores(segmenter.fit(rgb))                   # h x w x C float32
 
 Scores are channels-last (h x w x C, as TFLite gives them and the phone keeps them) and may be
-coarser than the input (a model with a 1/4 or 1/8 output): upsample.upsample_scores brings them to
+coarser than the input (a model with a 1/4 or 1/8 output): imaging.upsample_scores brings them to
 any size before the argmax. C is the model's own class count; `lut` (model class -> one of our
 11 classes, labels.CLASSES) maps the argmax onto ours, so a model with 19 labels works with the
 effects and overlays, which are written against our 11 classes.
@@ -15,11 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
+from ..imaging import resize_image, upsample_scores
 from ..labels import CLASSES, PALETTE
 from .errors import PredictError
+
+
+def finite_scores(scores: np.ndarray, description: str) -> np.ndarray:
+    """`scores`, unless they hold NaN or Inf: those have no argmax (masks, effects and alphas would index garbage)."""
+    if not np.isfinite(scores).all():
+        raise PredictError(f"{description}: the model's scores are NaN or Inf on this image, so there is no mask; "
+                           "check the model with `facesegtool verify`")
+    return scores
 
 
 def _fallback_palette(n: int) -> np.ndarray:
@@ -70,10 +78,8 @@ class Segmenter:
         return soft_alphas(scores, kind or self.output_kind, self.lut, self.classes)
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        """Any-size RGB image resized to the model's input (INTER_AREA when shrinking)."""
-        h, w = self.size
-        interp = cv2.INTER_AREA if rgb.shape[0] > h or rgb.shape[1] > w else cv2.INTER_LINEAR
-        return cv2.resize(rgb, (w, h), interpolation=interp)
+        """Any-size RGB image resized to the model's input (imaging's rule: INTER_AREA when shrinking)."""
+        return resize_image(rgb, self.size)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The mask at the score grid's resolution (no upsampling)."""
@@ -81,10 +87,7 @@ class Segmenter:
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """Any-size RGB image -> class mask of the same size (resized in, scores upsampled bilinearly back)."""
-        from .upsample import upsample_scores
-
-        h, w = rgb.shape[:2]
-        return self.to_mask(upsample_scores(self.scores(self.fit(rgb)), h, w))
+        return self.to_mask(upsample_scores(self.scores(self.fit(rgb)), rgb.shape[:2]))
 
 
 def load_torch_model(checkpoint: str | Path | None, spec: str | Path | dict | None = None,
@@ -120,7 +123,7 @@ class TorchSegmenter(Segmenter):
         x = (x.astype(np.float32) / self.scale - self.mean) / self.std
         with self._torch.no_grad():
             out = self.model(self._torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
-        return np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), np.float32)
+        return finite_scores(np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), np.float32), self.description)
 
 
 class TFLiteSegmenter(Segmenter):
@@ -145,19 +148,66 @@ class TFLiteSegmenter(Segmenter):
             self.default_lut = None if contract.is_ours else contract.display_lut()
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.logits(rgb), np.float32)
+        return finite_scores(np.asarray(self.model.logits(rgb), np.float32), self.description)
+
+
+class MediaPipeSegmenter(TFLiteSegmenter):
+    """An exported .tflite run by MediaPipe's stock ImageSegmenter from its path (the file's standard
+    metadata says how to feed it); the sidecar only names colours and the mapping onto our classes.
+    Scores are MediaPipe's confidence masks: probabilities, at the input's pixels."""
+
+    output_kind = "probabilities"
+
+    def __init__(self, path: str | Path):
+        from ..mediapipe_runtime import MediaPipeError, MediaPipeSegmenter as Task
+
+        super().__init__(path)
+        self.output_kind = "probabilities"
+        try:
+            self.task = Task(path)
+        except MediaPipeError as exc:
+            raise PredictError(str(exc)) from None
+        if self.task.labels and self.task.labels != self.model_classes:
+            raise PredictError(f"{Path(path).name}: MediaPipe reads labels {self.task.labels[:4]}... from the file's "
+                               f"metadata, the sidecar names {self.model_classes[:4]}...: re-export the pair")
+        self.description = f"{Path(path).name} in MediaPipe's ImageSegmenter ({self.model.variant})"
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:
+        from ..mediapipe_runtime import MediaPipeError
+
+        try:
+            probs = self.task.confidence_masks(rgb)
+        except MediaPipeError as exc:
+            raise PredictError(str(exc)) from None
+        return finite_scores(probs.astype(np.float32), self.description)
+
+
+RUNTIMES = ("litert", "mediapipe")
 
 
 def load_segmenter(model: str | Path | None = None, checkpoint: str | Path | None = None,
                    lut: Sequence[int] | None = None, spec: str | Path | dict | None = None,
-                   weights: str | Path | None = None) -> Segmenter:
+                   weights: str | Path | None = None, runtime: str = "litert") -> Segmenter:
     """A TFLite model (FILE.tflite, read through its sidecar) or any model model_source reads (the shipped
-    default when both are None); lut: model class -> our class table [default: the model's mapping]."""
+    default when both are None); lut: model class -> our class table [default: the model's mapping].
+    runtime: what runs a .tflite: "litert" (the interpreter, fed as the sidecar says) or "mediapipe"
+    (MediaPipe's stock ImageSegmenter, fed as the file's standard metadata says)."""
     if model is not None and checkpoint is not None:
         raise PredictError("give either --model or --checkpoint (the same option), not both")
+    if runtime not in RUNTIMES:
+        raise PredictError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     model = model if model is not None else checkpoint
-    if model is not None and str(model).lower().endswith(".tflite"):
-        segmenter: Segmenter = TFLiteSegmenter(model)
+    is_tflite = model is not None and str(model).lower().endswith(".tflite")
+    if runtime == "mediapipe":
+        from ..mediapipe_runtime import EXTRA, available
+
+        if not is_tflite:
+            raise PredictError("--runtime mediapipe runs an exported FILE.tflite: give it with --model")
+        if not available():
+            raise PredictError(f"--runtime mediapipe needs MediaPipe: {EXTRA}")
+        segmenter: Segmenter = MediaPipeSegmenter(model)
+    elif is_tflite:
+        segmenter = TFLiteSegmenter(model)
     else:
         segmenter = TorchSegmenter(model, spec, weights)
     segmenter.set_lut(lut if lut is not None else segmenter.default_lut)

@@ -8,7 +8,7 @@ the lowest eye row), inside the face region (the convex hull of the face-skin, n
 eye and eyebrow pixels), in a connected piece of such pixels that touches face skin or lips and
 reaches the chin zone (below the nose, within the mouth's columns: where a moustache or a chin
 beard grows and hair hanging beside the cheeks does not), become the beard class. Everything else
-stays hair. Measured on FaceSynthetics' 100 labelled renders (facesegtool.predict.beard_measure):
+stays hair. Measured on FaceSynthetics' 100 labelled renders (python tools/beard_measure.py):
 beard precision 0.43, recall 0.03, 0.07 % of the labelled hair moved; without the chin zone
 precision was 0.10 with 1.8 % of the hair moved. Recall is low because the shipped model parses
 81 % of those beards as face skin and only 5 % as hair: the rule can only take back what the

@@ -21,6 +21,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ..imaging import resize_image
 from .errors import PredictError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in image pixels
@@ -104,8 +105,7 @@ class _BlazeFaceModel:
 
     def __call__(self, square: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
         s = self.size
-        interp = cv2.INTER_AREA if square.shape[0] > s else cv2.INTER_LINEAR
-        x = cv2.resize(square, (s, s), interpolation=interp).astype(np.float32) / 127.5 - 1.0  # [-1, 1]
+        x = resize_image(square, s).astype(np.float32) / 127.5 - 1.0  # [-1, 1]
         self.interpreter.set_tensor(self._input, x[None])
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._boxes)[0]

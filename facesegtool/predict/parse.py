@@ -5,8 +5,8 @@ alphas from the same scores (effects.soft_alphas), so effects fade across a clas
     parsed = parse_image(rgb, segmenter, detector)      # Parsed(mask, faces, scale, regions, alphas)
 
 Per face the detector's box gives the square crop (framed like the training faces); head.py
-merges its scores with a wider pass into a score grid over the wide box; upsample.py brings the
-grid to the box's pixels (bilinear on the scores, then argmax; "nearest" keeps the old
+merges its scores with a wider pass into a score grid over the wide box; imaging.upsample_scores
+brings the grid to the box's pixels (bilinear on the scores, then argmax; "nearest" keeps the old
 argmax-then-nearest, "refined" adds the guided filter); boxes of several faces are pasted by
 priority (a face's detail beats a neighbour's wide pass). Without a detector, or when no face is
 found, the whole image is parsed at once.
@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..imaging import crop_padded, upsample_scores
 from .backends import Segmenter, background_index
 from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
 from .effects import EFFECT_CLASSES
 from .errors import PredictError
 from .head import HeadGrid, detail_weights, head_grid, merge_head
-from .upsample import refine_probs, softmax, upsample_scores
+from .refine import refine_probs, softmax
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "refined")
 BAND_ROWS = 256  # output rows upsampled at a time: a 4k photo's scores never sit in memory whole
@@ -41,22 +42,12 @@ class Parsed:
     alphas: dict[str, np.ndarray] | None = None  # effect class -> H x W soft alpha 0..256 (None: effects use the mask)
 
 
-def crop_square(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """Square crop; the part outside the image is black."""
-    out = np.zeros((side, side, 3), np.uint8)
-    h, w = rgb.shape[:2]
-    ya, yb, xa, xb = max(0, y0), min(h, y0 + side), max(0, x0), min(w, x0 + side)
-    if ya < yb and xa < xb:
-        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = rgb[ya:yb, xa:xb]
-    return out
-
-
 def head_scores(rgb: np.ndarray, grid: HeadGrid, segmenter: Segmenter) -> np.ndarray:
     """Merged score grid (2s x 2s x C, s the model's score side) over grid.wide."""
     if segmenter.size[0] != segmenter.size[1]:
         raise PredictError(f"whole-head parsing needs a square model input, {segmenter.description} is not")
-    detail = segmenter.scores(segmenter.fit(crop_square(rgb, *grid.crop)))
-    wide = segmenter.scores(segmenter.fit(crop_square(rgb, *grid.wide)))
+    detail = segmenter.scores(segmenter.fit(crop_padded(rgb, *grid.crop)))
+    wide = segmenter.scores(segmenter.fit(crop_padded(rgb, *grid.wide)))
     return merge_head(detail, wide)
 
 
@@ -99,7 +90,7 @@ def scores_to_layers(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int
     for b0 in range(r0, r1, BAND_ROWS):
         b1 = min(r1, b0 + BAND_ROWS)
         m0, m1 = max(r0, b0 - margin), min(r1, b1 + margin)
-        band = upsample_scores(field_, out_h, out_w, rows=(m0, m1), cols=(c0, c1))
+        band = upsample_scores(field_, (out_h, out_w), rows=(m0, m1), cols=(c0, c1))
         if mode == "refined":
             radius = max(1, int(round(0.01 * max(out_h, out_w))))
             band = refine_probs(band, rgb[m0 - r0 : m1 - r0], radius)
@@ -191,7 +182,7 @@ def parse_image(rgb: np.ndarray, segmenter: Segmenter, detector: FaceDetector | 
                          alphas)
             boxes.append(grid.wide)
         else:
-            scores = segmenter.scores(segmenter.fit(crop_square(rgb, *crop)))
+            scores = segmenter.scores(segmenter.fit(crop_padded(rgb, *crop)))
             paste_scores(full, priority, scores, np.zeros(scores.shape[:2], np.float32), crop, segmenter, upsample, rgb,
                          alphas)
             boxes.append(crop)

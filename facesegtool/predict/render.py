@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic
+from ..imaging import resize_image
 from .backends import Segmenter
 from .effects import Effects, apply_effects, colour_mask, overlay
 from .errors import PredictError
@@ -55,7 +56,7 @@ def _fit_tile(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(SHEET_TILE / h, SHEET_MAX_WIDTH / w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    small = resize_image(img, size[::-1])  # (w, h) -> (h, w)
     return np.pad(small, ((0, SHEET_TILE - small.shape[0]), (0, 0), (0, 0)), constant_values=255)
 
 

@@ -10,8 +10,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import check_writable_dir
-from ..data.source import BadSampleError, read_rgb
+from ..atomic import check_apart, check_writable_dir
+from ..data.source import BadSampleError
+from ..imaging import IMAGE_SUFFIXES, read_rgb
 from .backends import Segmenter, load_segmenter
 from .detect import FaceDetector, load_detector
 from .effects import NO_EFFECTS, Effects, parse_effects
@@ -21,23 +22,25 @@ from .render import contact_sheet, render, thumbnail, write_image
 from .report import Prediction, PredictReport, seam_measures, write_measures
 from .video import predict_video, remove_stale_partials
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # .gif: its first frame
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+INPUT_SUFFIXES = frozenset(IMAGE_SUFFIXES + VIDEO_SUFFIXES)  # images: imaging's one list (.gif: its first frame)
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders expand to their images and videos (sorted, not recursive)."""
+    """Files as given; folders expand to their images and videos (sorted, not recursive). A broken
+    link among them is kept, so that it fails as an unreadable input instead of vanishing."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(f for f in p.iterdir() if (f.is_file() or (f.is_symlink() and not f.exists()))
+                           and f.suffix.lower() in INPUT_SUFFIXES)
             if not found:
                 raise PredictError(f"{p}: no images or videos in this folder")
             files.extend(found)
         elif p.is_file():
-            if p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
-                raise PredictError(f"{p}: not an image or video ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+            if p.suffix.lower() not in INPUT_SUFFIXES:
+                raise PredictError(f"{p}: not an image or video ({', '.join(sorted(INPUT_SUFFIXES))})")
             files.append(p)
         else:
             raise PredictError(f"{p}: no such file or folder")
@@ -47,14 +50,11 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def check_out_dir(inputs: Iterable[str | Path], out_dir: Path) -> None:
-    """Refuse an --out that is an input folder: a rerun would parse its own outputs, and outputs
-    would overwrite inputs of the same name."""
-    out = out_dir.resolve()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir() and p.resolve() == out:
-            raise PredictError(f"{out_dir}: --out is the input folder {p}; give another --out (outputs would "
-                               "overwrite inputs of the same name, and a rerun would parse its own outputs)")
+    """Refuse an --out that is, holds or lies inside an input (a photo's own folder included): outputs
+    would overwrite inputs of the same name, and a rerun would parse its own outputs."""
+    inputs = [Path(p) for p in inputs]
+    check_apart({"--out": out_dir}, {"folder": [p for p in inputs if p.is_dir()],
+                                     "file": [p for p in inputs if not p.is_dir()]})
 
 
 def stems(files: Sequence[Path]) -> list[str]:
@@ -68,6 +68,19 @@ def stems(files: Sequence[Path]) -> list[str]:
     return out
 
 
+def gif_frames(path: Path) -> int:
+    """Frames in an animated GIF (1 for any other picture)."""
+    if path.suffix.lower() != ".gif":
+        return 1
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except (OSError, ValueError):
+        return 1
+
+
 def predict_image(path: Path, stem: str, out_dir: Path, segmenter: Segmenter, detector: FaceDetector | None,
                   effects: Effects, alpha: float, whole_head: bool = True, upsample: str = "bilinear",
                   beard: bool = True) -> Prediction:
@@ -75,6 +88,10 @@ def predict_image(path: Path, stem: str, out_dir: Path, segmenter: Segmenter, de
         rgb = read_rgb(path)
     except BadSampleError as exc:
         raise PredictError(str(exc)) from None
+    frames = gif_frames(path)
+    if frames > 1:
+        print(f"warning: {path} is an animated GIF of {frames} frames: parsed its first frame only; to parse every "
+              f"frame make it a video (e.g. `ffmpeg -i {path.name} {path.stem}.mp4`)", file=sys.stderr)
     parsed = parse_image(rgb, segmenter, detector, whole_head, upsample, beard)
     rendered = render(rgb, parsed, segmenter, effects, alpha)
     measures = seam_measures(parsed, segmenter)
@@ -108,6 +125,7 @@ def predict(
     detector: FaceDetector | str | None = None,
     spec: str | Path | dict | None = None,
     weights: str | Path | None = None,
+    runtime: str = "litert",
 ) -> PredictReport:
     """Parse every image/video in inputs (folders expand) and write mask, overlay and effect outputs.
 
@@ -134,7 +152,7 @@ def predict(
     out = check_writable_dir(out_dir, "--out")
     check_out_dir(inputs, out)
     if segmenter is None:
-        segmenter = load_segmenter(model, checkpoint, lut, spec=spec, weights=weights)
+        segmenter = load_segmenter(model, checkpoint, lut, spec=spec, weights=weights, runtime=runtime)
     elif lut is not None:
         segmenter.set_lut(lut)
     if face_crop:
@@ -155,6 +173,8 @@ def predict(
                                              beard))
         except PredictError as exc:
             skipped.append((f, str(exc)))
+    if not results:  # nothing parsed: no figures file to suggest otherwise
+        return PredictReport(segmenter.description, out, results, None, skipped, None)
     settings = {"face_crop": face_crop, "whole_head": whole_head, "temporal": temporal, "upsample": upsample,
                 "beard": beard}
     if detector is not None:

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import OutputError, low_space_note
+from ..imaging import crop_padded
 from .backends import Segmenter, background_index
 from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
@@ -38,7 +40,7 @@ from .effects import Effects
 from .errors import PredictError
 from .head import detail_weights, head_grid
 from .measures import mean_iou
-from .parse import (Parsed, crop_square, empty_alphas, fade_radius, head_scores, parse_image, paste_scores,
+from .parse import (Parsed, empty_alphas, fade_radius, head_scores, parse_image, paste_scores,
                     scores_to_layers)
 from .render import render
 from .report import Prediction
@@ -239,7 +241,7 @@ def parse_frames(
             scores = head_scores(rgb, grid, segmenter)
             box, weight, regions = grid.wide, detail_weights(scores.shape[0] // 2), [crop, grid.wide]
         else:
-            scores = segmenter.scores(segmenter.fit(crop_square(rgb, *crop)))
+            scores = segmenter.scores(segmenter.fit(crop_padded(rgb, *crop)))
             box, weight, regions = crop, np.zeros(scores.shape[:2], np.float32), [crop]
         now = "frame" if crop is None else "face"
         smoothed = smoother(scores, reset=jumped or now != mode)
@@ -281,6 +283,15 @@ def remove_stale_partials(out_dir: Path) -> list[Path]:
 
 
 OUTPUT_NAMES = ("mask", "overlay", "effect")
+
+
+def _frames_in(video: Path) -> int:
+    """Frames a finished video file plays (0 when it cannot be opened)."""
+    cap = cv2.VideoCapture(str(video))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 def predict_video(
@@ -351,10 +362,21 @@ def predict_video(
         cap.release()
         for w in writers.values():
             w.release()
-    if frames == 0:
+    try:
+        if total and frames < total - max(1, total // 100):  # a slack: containers without an index estimate the count
+            raise PredictError(f"{path}: read {frames} of the {total} frames its container declares: the file is "
+                               "truncated or damaged; copy or re-encode it again")
+        if frames == 0:
+            raise PredictError(f"{path}: no frames could be read")
+        for n in names:  # OpenCV's writer never reports a failed write (a full disk): read each video back
+            written = _frames_in(tmps[n])
+            if written != frames:
+                raise OutputError(f"cannot write {outputs[n]}: {written} of its {frames} frames could be read back"
+                                  f"{low_space_note(out_dir) or '; check the disk and choose another --out'}")
+    except BaseException:
         for t in tmps.values():
             t.unlink(missing_ok=True)
-        raise PredictError(f"{path}: no frames could be read")
+        raise
     for n in names:
         os.replace(tmps[n], outputs[n])
     # Frame-to-frame agreement of the masks (motion included: 1.0 only for a still scene), as shown and

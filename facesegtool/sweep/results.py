@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import write_bytes_atomic
+from ..atomic import OutputError, check_apart, check_writable_dir, write_bytes_atomic
 from ..labels import CLASSES
 
 FILES = ("results.json", "results.csv", "results.md", "pareto.png")
@@ -177,12 +177,27 @@ def write_results(out: Path, rows: list[dict], meta: dict) -> list[Path]:
     return paths
 
 
+def _is_combined(folder: Path) -> bool:
+    """Whether folder holds an earlier sweep-combine's results (which a new combine may replace)."""
+    try:
+        return json.loads((folder / "results.json").read_text())["sweep"]["name"] == "combined"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def combine_results(sweeps: list[str | Path], out: str | Path, title: str) -> list[Path]:
     """One table and one Pareto plot over several finished sweeps (e.g. every architecture at one recipe).
 
     Rows keep their sweep's name as the first column; a trial name used by two sweeps is prefixed
     with its sweep's. Raises ValueError naming a folder without results.json.
     """
+    try:  # combining into an input sweep would rewrite its own results with the combined rows
+        check_apart({"--out": out}, {"sweep": sweeps})
+        check_writable_dir(out, "--out")
+    except OutputError as exc:
+        raise ValueError(str(exc)) from None
+    if Path(out).is_dir() and any(Path(out).iterdir()) and not _is_combined(Path(out)):
+        raise ValueError(f"--out {out}: holds files that are not combined sweep results; choose a new or empty --out")
     loaded = []
     for d in map(Path, sweeps):
         try:

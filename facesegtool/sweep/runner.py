@@ -26,6 +26,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from ..atomic import OutputError, check_apart, check_writable_dir
 from .results import write_results
 from .spec import SweepSpec, load_spec
 from .trial import RESULT, read_json, write_json
@@ -80,6 +81,9 @@ def prepare_data(spec: SweepSpec, out: Path, progress: bool = True) -> Path:
     return dev
 
 
+SOURCE_KEYS = ("celebamask", "celebamask_parts", "mut1ny")  # a spec's raw data sources
+
+
 def _prepare_sources(spec: SweepSpec, out: Path, progress: bool) -> Path:
     data = spec.data
     path = (out / "data").resolve()
@@ -95,7 +99,7 @@ def _prepare_sources(spec: SweepSpec, out: Path, progress: bool) -> Path:
         return [value] if isinstance(value, str) else list(value)
 
     try:
-        sources = [CelebAMaskIndex(d) for d in listed("celebamask")]
+        sources = [CelebAMaskIndex(d) for d in listed("celebamask")]  # the keys of SOURCE_KEYS
         sources += [CelebAMaskParts(d) for d in listed("celebamask_parts")]
         sources += [Mut1ny(d) for d in listed("mut1ny")]
         prepare(sources, path, size=int(data.get("size", 256)), val_fraction=float(data.get("val_fraction", 0.1)),
@@ -353,6 +357,21 @@ def write_sweep_results(spec: SweepSpec, out: Path, data: Path) -> list[Path]:
     return write_results(out, rows, meta)
 
 
+def _check_out(spec: SweepSpec, out: Path) -> None:
+    """Before any work: --out must be writable, apart from the data the spec reads, and new, empty or
+    a sweep's own folder (a rerun continues it), never a folder of someone's files."""
+    try:
+        check_writable_dir(out, "--out")
+        data = spec.data
+        check_apart({"--out": out}, {f"data.{key}": data.get(key) for key in ("prepared", *SOURCE_KEYS)})
+    except OutputError as exc:
+        raise SweepError(str(exc)) from None
+    if out.is_dir() and not (out / "spec.yaml").is_file() and any(out.iterdir()):
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        raise SweepError(f"--out {out}: holds files that are not a sweep's ({shown}, ...); choose a new or empty "
+                         "--out, or the folder of the sweep to continue")
+
+
 def run_sweep(spec_path: str | Path, out: str | Path, jobs: int = 1, launcher: str = "local",
               threads: int | None = None, retry_failed: bool = False, ray_address: str | None = None,
               progress: bool = True) -> SweepReport:
@@ -370,6 +389,7 @@ def run_sweep(spec_path: str | Path, out: str | Path, jobs: int = 1, launcher: s
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} is a file; give a folder")
+    _check_out(spec, out)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "spec.yaml").exists() or not (out / "spec.yaml").samefile(spec.path):
         shutil.copyfile(spec.path, out / "spec.yaml")

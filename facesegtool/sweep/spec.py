@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from ..training.loop import TrainConfig
+from ..yaml_io import safe_load_no_aliases
 
 STEPS = ("train", "eval", "export", "verify", "bench")
 TOP_KEYS = {"name", "title", "budget", "notes", "data", "train", "grid", "trials", "steps", "export", "verify", "bench",
@@ -136,7 +137,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec; raises SpecError naming the file and the problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_no_aliases(path.read_text(encoding="utf-8"))  # an alias bomb would expand to gigabytes
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -178,7 +179,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise _fail(path, "'grid' maps train options to non-empty lists of values")
     _check_keys(path, "grid", grid, train_keys)
-    listed = raw.get("trials") or [{}]
+    listed = raw.get("trials")
+    if listed == []:  # an empty list is a mistake, not "one default trial"
+        raise _fail(path, "'trials' is empty: list at least one trial, or leave 'trials' out for one default trial")
+    listed = listed or [{}]
     if not isinstance(listed, list) or not all(isinstance(t, dict) for t in listed):
         raise _fail(path, "'trials' is a list of mappings of train options (and name:)")
     sections = {k: _section(path, raw, k) for k in SECTION_DEFAULTS}

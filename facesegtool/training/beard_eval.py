@@ -22,10 +22,10 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..atomic import write_bytes_atomic
 from ..data.dataset import FaceParsingDataset, load_prepared, split_names
+from ..imaging import upsample_score_batch
 from ..labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 from ..metrics import confusion_matrix, scores_from_confusion
 
@@ -55,9 +55,7 @@ def prepared_confusion(net: torch.nn.Module, contract: dict, data: str, split: s
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for start in range(0, len(ds), 8):
         xs, ys = zip(*(ds[i] for i in range(start, min(start + 8, len(ds)))))
-        logits = net(torch.stack(xs))
-        if logits.shape[-2:] != ys[0].shape:
-            logits = F.interpolate(logits, size=ys[0].shape, mode="bilinear", align_corners=False)
+        logits = upsample_score_batch(net(torch.stack(xs)), tuple(ys[0].shape))  # as predict upsamples
         confusion += confusion_matrix(torch.stack(ys).numpy(), logits.argmax(1).numpy())
     return confusion
 

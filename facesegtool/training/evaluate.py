@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
 from ..data.dataset import FaceParsingDataset
+from ..imaging import upsample_score_batch
 from ..labels import CLASSES, PALETTE, colorize
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..model_source import load_source
@@ -105,9 +105,8 @@ def evaluate(
     index = 0
     with torch.no_grad():
         for x, y in tqdm(loader, desc=f"eval {split}", disable=not progress, leave=False):
-            scores = model(x)
-            if scores.shape[-2:] != y.shape[-2:]:  # a 1/4 or 1/8 output: scores upsampled, then the argmax
-                scores = F.interpolate(scores, size=tuple(y.shape[-2:]), mode="bilinear", align_corners=False)
+            # a 1/4 or 1/8 output: scores upsampled as predict and the app do, then the argmax
+            scores = upsample_score_batch(model(x), tuple(y.shape[-2:]))
             pred = lut[scores.argmax(1)].numpy()
             meter.update(y.numpy(), pred)
             for j in range(len(pred)):

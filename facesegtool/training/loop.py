@@ -36,11 +36,12 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from ..atomic import check_writable_dir, write_bytes_atomic
+from ..atomic import check_apart, check_writable_dir, remove_stale_temps, write_bytes_atomic
 from ..checkpoint import DEFAULT_INPUT, CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
 from ..data.augment import build_augmentation
 from ..data.dataset import FaceParsingDataset, load_prepared, seed_worker
 from ..data.prepare import check_size
+from ..data.source import is_prepared_set
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..models import create_model
@@ -431,15 +432,25 @@ def _save(ckpt: dict, path: Path, epoch: int) -> None:
                             f"{' '.join(str(exc).split())[:120]}){kept}; free some space and rerun with --resume") from None
 
 
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png")  # what a run writes into --out
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train per config; see the module docstring. Returns where the checkpoints are and the history."""
     out = Path(config.out)
     _check_options(config)
     check_writable_dir(out, "--out")  # before the data is read, not at the end of epoch 1
+    check_apart({"--out": out}, {"--data": config.data, "--extra-train": config.extra_train, "--init": config.init})
+    if is_prepared_set(out):  # checkpoints and curves would mix with a data set's files
+        raise TrainingError(f"--out {out}: is a prepared data set, not a run folder; choose another --out")
     # one run per folder (rank 0 holds it under torchrun): two runs would overwrite each other's best.pt
-    lock = run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = run_lock(out) if main else nullcontext()
     try:
         with lock:
+            if main:  # we hold the folder: a temp checkpoint in it is a killed run's, never a live writer's
+                for stale in remove_stale_temps(out, RUN_FILES):
+                    print(f"removed {stale}, left half-written by a killed run", flush=True)
             return _train(config, out)
     except RunLockedError as exc:
         raise TrainingError(str(exc)) from None

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 
 from ..checkpoint import REPO_ROOT
 from ..data.celebamask import CelebAMaskIndex
 from ..data.dataset import FaceParsingDataset, PreparedDataError
-from ..data.source import DataError, images_in, read_rgb
+from ..data.source import DataError
+from ..imaging import image_files, read_rgb, square_crop
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "celebamask-mini"
 
@@ -57,23 +57,8 @@ class FaceSet:
                 image, mask = self._read(i)
             except (DataError, PreparedDataError) as exc:
                 raise VerifyError(str(exc)) from exc
-            image, mask = _square_resize(image, mask, self.size)
+            image, mask = square_crop(image, self.size, mask)  # centre square, resized as training does
             yield Face(name, image, mask)
-
-
-def _square_resize(image: np.ndarray, mask: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Centre square crop, then resize as training does (area when shrinking, nearest for masks)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top : top + side, left : left + side]
-    if side != size:
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-    if mask is not None:
-        mask = mask[top : top + side, left : left + side]
-        if side != size:
-            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return np.ascontiguousarray(image), mask
 
 
 def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256, limit: int | None = None) -> FaceSet:
@@ -120,7 +105,7 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
             kind, names = "celebamask", [s.name for s in samples]
             read = lambda i: source.load(samples[i])[:2]  # noqa: E731
         else:
-            paths = images_in(root / "images" if (root / "images").is_dir() else root)
+            paths = image_files(root / "images" if (root / "images").is_dir() else root)
             listed = root / f"{split}.txt"
             used_split = split if listed.is_file() else None
             if used_split:

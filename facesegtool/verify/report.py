@@ -21,7 +21,7 @@ from ..atomic import write_bytes_atomic
 from ..labels import CLASSES, PALETTE, colorize
 from ..export.conversion_check import describe_fault
 from ..export.op_analysis import LAYOUT_OPS
-from .compare import ModelResult, VerifyResult
+from .compare import AGREEMENT_FLOORS, ModelResult, VerifyResult
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -185,7 +185,8 @@ def summary_text(result: VerifyResult) -> str:
     if not result.passed:
         parts += ["gate: FAILED"] + [f"  {line}" for line in result.failures]
     elif not result.gate_applied:
-        parts.append("gate: IoU gate not applied (no ground truth); fp32 agreement >= 99.9 %: PASS")
+        floors = ", ".join(f"{v} {100 * f:g} %" for v, f in AGREEMENT_FLOORS.items())
+        parts.append(f"gate: IoU gate not applied (no ground truth); agreement floors ({floors}): PASS")
     else:
         parts.append(f"gate: PASS (macro IoU drop <= {100 * result.max_drop:.2f} points"
                      + (f", class drop <= {100 * result.max_class_drop:.2f}" if result.max_class_drop is not None else "") + ")")

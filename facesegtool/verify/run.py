@@ -8,7 +8,9 @@ from ..atomic import check_writable_dir
 from ..model_source import LoadedModel, load_exported_source
 from ..export.op_analysis import gpu_warning
 from ..tflite_runner import TFLiteModel
-from .compare import AGREEMENT_FLOOR, VerifyResult, check_contract, compare, find_models
+from ..contract_check import check_contract_on_faces
+from .compare import AGREEMENT_FLOOR, VerifyResult, check_contract, compare, find_models, layout_verdicts
+from . import mediapipe_check
 from .conversion import diagnose_conversions
 from .faces import VerifyError, open_faces
 from .int8_diagnosis import diagnose_results
@@ -57,6 +59,10 @@ def verify(
     result = VerifyResult(checkpoint, faces, torch_scores, results, max_drop, max_class_drop, source=source.describe(),
                           labels=source.classes, palette=source.spec.palette())
     result.notes += [f"assumed: {n}" for n in source.notes]
+    result.notes += layout_verdicts(results, models)
+    contract = None if source.is_registry else check_contract_on_faces(source, faces)
+    if contract and contract["warning"]:
+        result.notes.append(f"warning: {contract['warning']}")
     if not source.is_registry:
         result.notes.append(f"reference: {source.reference} running {source.path.name} ({source.format}); "
                             f"agreement is over the model's own {len(source.classes)} classes"
@@ -81,6 +87,11 @@ def verify(
         result.notes += [f"{m.name}: fp32 agrees with PyTorch on only {100 * m.agreement.pixel_accuracy:.2f} % of "
                          "pixels: the conversion broke somewhere; `verify --diagnose` names the ONNX node"
                          for m in results if m.variant == "fp32" and m.agreement.pixel_accuracy < AGREEMENT_FLOOR]
+    # Last: the second runtime's verdicts, after everything about the conversion itself.
+    verdicts, notes = mediapipe_check.check_models(models, faces, progress=progress)
+    for model_result in results:
+        model_result.mediapipe = verdicts.get(model_result.name)
+    result.notes += notes
     if report_dir is not None:
         write_report(result, report_dir)
     return result

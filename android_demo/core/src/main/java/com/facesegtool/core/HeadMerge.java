@@ -25,14 +25,6 @@ public final class HeadMerge {
         return new int[] {(size * (WIDE - 1)) / 2, size / TOP};
     }
 
-    /**
-     * The wide box {x0, y0, side} around a face crop {x0, y0, side} in image pixels (as
-     * head.head_grid): the crop in its upper middle.
-     */
-    public static int[] wideBox(int x0, int y0, int side) {
-        return new int[] {x0 - Math.floorDiv(side * (WIDE - 1), 2), y0 - Math.floorDiv(side, TOP), side * WIDE};
-    }
-
     /** 2x bilinear upsample of h x w x c scores (edges clamped), rows first, as head.upsample2. */
     public static float[] upsample2(float[] in, int h, int w, int c) {
         float[] rows = new float[2 * h * w * c];

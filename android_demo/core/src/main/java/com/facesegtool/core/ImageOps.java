@@ -4,7 +4,7 @@ package com.facesegtool.core;
  * Geometry on packed ARGB pixels (0xAARRGGBB, row major, as Android's Bitmap.getPixels gives):
  * crops, a bilinear resize for model input, the nearest-neighbour mask resize that
  * facesegtool.predict.effects.resize_mask_nearest uses, and the bilinear class-score upsampling of
- * facesegtool.predict.upsample (both bit-identical).
+ * facesegtool.imaging.upsample_scores (both bit-identical).
  */
 public final class ImageOps {
     private ImageOps() {}
@@ -101,7 +101,7 @@ public final class ImageOps {
      * Class scores (h x w x c floats, channels last, as the model gives them) to outH x outW x c,
      * bilinear at pixel centres (half-pixel, as F.interpolate(align_corners=False)): columns first,
      * then rows; weights computed in double, used in float. The same floats, to the bit, as
-     * facesegtool.predict.upsample.upsample_scores, so the argmax after it is the same mask.
+     * facesegtool.imaging.upsample_scores, so the argmax after it is the same mask.
      */
     public static float[] upsampleScores(float[] scores, int h, int w, int c, int outH, int outW) {
         return upsampleScores(scores, h, w, c, outH, outW, 0, outH);

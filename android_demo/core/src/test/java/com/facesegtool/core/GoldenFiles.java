@@ -20,7 +20,7 @@ import org.json.JSONException;
 import org.json.JSONObject;
 import org.json.JSONTokener;
 
-/** Reads the golden files facesegtool/android.py writes: PPM/PGM, gzipped raw tensors, JSON. */
+/** Reads the golden files tools/android_goldens.py writes: PPM/PGM, gzipped raw tensors, JSON. */
 final class GoldenFiles {
     final File dir;
 

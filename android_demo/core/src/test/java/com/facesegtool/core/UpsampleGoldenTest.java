@@ -8,7 +8,7 @@ import java.util.Map;
 import org.junit.BeforeClass;
 import org.junit.Test;
 
-/** ImageOps.upsampleScores then the argmax gives Python's masks (facesegtool.predict.upsample) to the bit. */
+/** ImageOps.upsampleScores then the argmax gives Python's masks (facesegtool.imaging.upsample_scores) to the bit. */
 public class UpsampleGoldenTest {
     static GoldenFiles g;
     static Map<String, Object> cases;

@@ -1,6 +1,6 @@
 """How class scores reach the labels' resolution, measured (a benchmark script, not a test):
 
-    python -m facesegtool.predict.upsample_bench [--checkpoint models/default/model.pt] [--limit 100]
+    python tools/upsample_bench.py [--checkpoint models/default/model.pt] [--limit 100]
 
 On the shared celebamask-mini val faces (512 px labels), from 256-px inference with the model,
 prints fg mIoU and a boundary F-score (class boundaries within 2 px) for the three ways
@@ -11,6 +11,7 @@ scores; then the milliseconds each step costs on a 1500-px photo.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -18,12 +19,16 @@ import click
 import cv2
 import numpy as np
 
-from ..data.source import read_index_mask, read_rgb
-from ..labels import CLASSES, IGNORE_INDEX, celebamask_lut
-from .backends import TorchSegmenter
-from .parse import UPSAMPLE_MODES, parse_image, scores_to_mask
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from facesegtool.imaging import read_index_mask, read_rgb  # noqa: E402
+from facesegtool.labels import CLASSES, IGNORE_INDEX, celebamask_lut  # noqa: E402
+from facesegtool.predict.backends import TorchSegmenter  # noqa: E402
+from facesegtool.predict.detect import load_detector  # noqa: E402
+from facesegtool.predict.parse import UPSAMPLE_MODES, parse_image, scores_to_mask  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
 BOUNDARY_PX = 2
 
 
@@ -101,8 +106,6 @@ def time_steps(segmenter: TorchSegmenter, photo: Path, side: int = 1500, repeats
           "model": best(lambda: segmenter.scores(small))}
     for m in UPSAMPLE_MODES:
         ms[m] = best(lambda m=m: scores_to_mask(scores, h, w, (0, h), (0, w), segmenter, m, rgb))
-    from .detect import load_detector
-
     detector = load_detector()
     ms["detector"] = best(lambda: detector(rgb))
     ms["parse_image_bilinear (detector + whole head)"] = best(lambda: parse_image(rgb, segmenter, detector))

@@ -1,6 +1,6 @@
 """The beard rule's errors on real beard labels (a measurement script, not a test):
 
-    python -m facesegtool.predict.beard_measure [--checkpoint models/default/model.pt]
+    python tools/beard_measure.py [--checkpoint models/default/model.pt]
 
 On beard-labelled/facesynthetics-100 (FaceSynthetics renders, labels 13 hair, 14 beard), each
 image is parsed as predict parses a photo (BlazeFace, whole head, bilinear) with and without the
@@ -10,17 +10,21 @@ labelled hair pixels the rule moved to beard, and where the labelled beard went 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from ..data.source import read_index_mask, read_rgb
-from ..labels import CLASS_INDEX
-from .backends import TorchSegmenter
-from .detect import load_detector
-from .parse import parse_image
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "beard-labelled" / "facesynthetics-100"
+from facesegtool.imaging import read_index_mask, read_rgb  # noqa: E402
+from facesegtool.labels import CLASS_INDEX  # noqa: E402
+from facesegtool.predict.backends import TorchSegmenter  # noqa: E402
+from facesegtool.predict.detect import load_detector  # noqa: E402
+from facesegtool.predict.parse import parse_image  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "beard-labelled" / "facesynthetics-100"
 HAIR, BEARD = 13, 14  # FaceSynthetics label ids
 
 

@@ -1,6 +1,6 @@
 """The pictures and figures under models/<name>/predict/, made again with one command:
 
-    python -m facesegtool.predict.showcase --checkpoint models/default/model.pt --out models/default/predict
+    python tools/showcase.py --checkpoint models/default/model.pt --out models/default/predict
 
 * sheet.jpg: the shared photos in the wild, overlay | effects per photo, each labelled with its
   crop seam (share of the hair outline on a crop edge), face crop alone -> whole head;
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,18 +24,21 @@ import click
 import cv2
 import numpy as np
 
-from ..atomic import write_bytes_atomic
-from ..data.source import read_rgb
-from .backends import Segmenter, TorchSegmenter
-from .detect import FaceDetector, load_detector
-from .effects import DEFAULT_EFFECTS, DEFAULT_HAIR, Effects, apply_effects, overlay
-from .measures import consecutive_iou, seam_pixels, shaky_clip
-from .parse import parse_image
-from .render import contact_sheet, label_tile
-from .run import predict
-from .video import DEFAULT_STRENGTH, parse_frames
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces-in-the-wild"
+from facesegtool.atomic import write_bytes_atomic  # noqa: E402
+from facesegtool.imaging import read_rgb  # noqa: E402
+from facesegtool.predict.backends import Segmenter, TorchSegmenter  # noqa: E402
+from facesegtool.predict.detect import FaceDetector, load_detector  # noqa: E402
+from facesegtool.predict.effects import DEFAULT_EFFECTS, DEFAULT_HAIR, Effects, apply_effects, overlay  # noqa: E402
+from facesegtool.predict.measures import consecutive_iou, seam_pixels, shaky_clip  # noqa: E402
+from facesegtool.predict.parse import parse_image  # noqa: E402
+from facesegtool.predict.render import contact_sheet, label_tile  # noqa: E402
+from facesegtool.predict.run import predict  # noqa: E402
+from facesegtool.predict.video import DEFAULT_STRENGTH, parse_frames  # noqa: E402
+
+PHOTOS = REPO.parent / "shared" / "data" / "faces-in-the-wild"
 CLIP_PHOTO = "img3.jpg"  # long hair past the face crop
 CLIP_FRAMES = 16
 CLIP_SIDE = 360  # px, the long side of the clip's frames
