@@ -97,10 +97,3 @@ class MediaPipeSegmenter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def mask_agreement(path: str | Path, images: np.ndarray, reference_masks: np.ndarray) -> float:
-    """Share of pixels where MediaPipe's category mask equals `reference_masks` (N x H x W), on images
-    (N x H x W x 3 RGB uint8) given at the model's input size."""
-    with MediaPipeSegmenter(path) as seg:
-        same = [np.mean(seg.category_mask(img) == ref) for img, ref in zip(images, reference_masks)]
-    return float(np.mean(same))

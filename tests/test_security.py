@@ -55,14 +55,19 @@ def edit_sidecar(sidecar_file: Path, edit) -> None:
 # --- high 1: a sidecar never makes verify or bench run code ---------------------------------------
 
 
+def write_helper(folder: Path, marker: Path) -> tuple[str, Path]:
+    """A user's code file that leaves `marker` when imported, and weights for it: (CODE.py:build_model, weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "helper.py").write_text(HELPER.format(marker=str(marker)))
+    weights = folder / "weights.pt"
+    torch.save(nn.Conv2d(3, 11, 1).state_dict(), weights)
+    return f"{folder}/helper.py:build_model", weights
+
+
 def test_a_sidecar_naming_code_never_runs_it(small_export, tmp_path):
     received = tmp_path / "received"
     marker = tmp_path / "MARKER"
-    received.mkdir()
-    (received / "helper.py").write_text(HELPER.format(marker=str(marker)))
-    weights = received / "weights.pt"
-    torch.save(nn.Conv2d(3, 11, 1).state_dict(), weights)
-    ref = f"{received}/helper.py:build_model"
+    ref, weights = write_helper(received, marker)
     copy_export(small_export.variants["fp32"], received, source={
         "path": str(weights), "format": "module", "sha256": sha256_file(weights), "reference": "pytorch",
         "name": "helper", "ref": ref, "weights": str(weights)})
@@ -80,11 +85,8 @@ def test_code_named_on_the_command_line_is_imported_only_after_its_weights_match
     folder = tmp_path / "exports"
     marker = tmp_path / "MARKER"
     folder.mkdir()
-    (tmp_path / "helper.py").write_text(HELPER.format(marker=str(marker)))
-    weights = tmp_path / "weights.pt"
-    torch.save(nn.Conv2d(3, 11, 1).state_dict(), weights)
+    ref, weights = write_helper(tmp_path, marker)
     copy_export(small_export.variants["fp32"], folder)  # recorded: small_checkpoint's sha256, not these weights
-    ref = f"{tmp_path}/helper.py:build_model"
     for verb in (["verify", "--limit", "1"], ["bench", "--device", "host", "--runs", "1", "--warmup", "0"]):
         result = invoke(*verb, "--model", ref, "--weights", weights, "--export-dir", folder)
         assert_clean_error(result, "was exported from", str(weights), "was not imported")

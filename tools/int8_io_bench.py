@@ -28,6 +28,7 @@ from facesegtool.bench.host import host_description, time_calls  # noqa: E402
 from facesegtool.export import export  # noqa: E402
 from facesegtool.tflite_runner import TFLiteModel  # noqa: E402
 from facesegtool.verify.faces import open_faces  # noqa: E402
+from facesegtool.verify.mediapipe_check import mediapipe_agreement  # noqa: E402
 
 CHOICES = [  # (label, export options)
     ("int8 in / int8 out (previous default)", {"io_dtype": "int8", "bake_normalization": False}),
@@ -61,13 +62,9 @@ def measure(model: str | None, n_faces: int, runs: int) -> dict:
                 interp = timed.interpreter
                 interp.set_tensor(timed.input_details["index"], x)
                 ms[threads] = time_calls(interp.invoke, runs=runs, warmup=5)["median_ms"]
-            mp = None
-            if mediapipe_runtime.available():
-                try:
-                    mp = {"loaded": True, "agreement": mediapipe_runtime.mask_agreement(path, np.stack(images),
-                                                                                         np.stack(masks))}
-                except mediapipe_runtime.MediaPipeError as exc:
-                    mp = {"loaded": False, "error": str(exc).split(": ", 1)[-1]}
+            mp = mediapipe_agreement(tfl, images) if mediapipe_runtime.available() else None
+            if mp and mp["error"]:
+                mp["error"] = mp["error"].split(": ", 1)[-1]
             ops = graph["ops"]
             rows.append({
                 "choice": label, **options,
