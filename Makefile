@@ -4,8 +4,13 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# litert-torch, the second converter (`export --converter litert-torch`), in its own venv: it pulls
+# ai-edge-litert 2.3, onnx2tf pins 2.1. About 2 GB; `make setup LITERT=0` leaves it out.
+LITERT ?= 1
+LITERT_VENV := .venv-litert
+LITERT_STAMP := $(LITERT_VENV)/.installed
 
-.PHONY: setup export test test-fast clean
+.PHONY: setup litert export test test-fast clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,17 +29,27 @@ $(STAMP): setup.cfg pyproject.toml
 	  echo "warning: libusb-1.0 is missing (Debian: apt install libusb-1.0-0); exports cannot carry TFLite Metadata" >&2
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) $(if $(filter 1,$(LITERT)),$(LITERT_STAMP))
+
+$(LITERT_STAMP):
+	test -x $(LITERT_VENV)/bin/python || $(PY) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/pip install -q --upgrade pip
+	# torch first, the same CPU build as the main venv (a .pt2 program loads in the torch that saved it)
+	$(LITERT_VENV)/bin/pip install -q torch==2.13.0
+	$(LITERT_VENV)/bin/pip install -q litert-torch==0.10.0
+	touch $(LITERT_STAMP)
+
+litert: $(LITERT_STAMP)
 
 # The main job: export the shipped default model to int8 TFLite (plus its sidecar JSON).
 export: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/facesegtool export --quant int8
 
-test: $(STAMP)
+test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LITERT_VENV) build *.egg-info

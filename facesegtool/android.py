@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, check_apart
+from .checkpoint import REPO_ROOT
+from .errors import FacesegError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = REPO_ROOT / "android_demo"
 ASSET_MODEL = "model.tflite"  # the app loads these two names from its assets
 ASSET_SIDECAR = "model.json"
 
 
-class AndroidError(ValueError):
+class AndroidError(FacesegError, ValueError):
     pass
 
 
@@ -55,18 +56,17 @@ def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Pa
     sidecar describes its tensors; its input and output types are ones the app feeds and reads
     (float32, int8, uint8: not an --int16-activations export's int16 I/O).
     """
-    from .tflite_runner import TFLiteModel, TFLiteModelError
+    from .contract import ContractError
+    from .tflite_runner import TFLiteModel
 
     tflite = Path(tflite)
     if not tflite.is_file():
         raise AndroidError(f"{tflite}: no such .tflite file")
     try:
         model = TFLiteModel(tflite, num_threads=1)
-    except TFLiteModelError as exc:
+    except ContractError as exc:
         raise AndroidError(f"{exc}; the app would fail on it: re-export it with `facesegtool export`") from exc
-    except UnicodeDecodeError:
-        raise AndroidError(f"{tflite.with_suffix('.json')}: the sidecar is not UTF-8 JSON; re-export the model") from None
-    # TFLiteModel has already refused a sidecar whose sha256 is another file's (TFLiteModelError above).
+    # TFLiteModel has already refused a sidecar whose sha256 is another file's (ContractError above).
     io = {"input": np.dtype(model.input_details["dtype"]).name, "output": np.dtype(model.output_details["dtype"]).name}
     bad = {k: v for k, v in io.items() if v not in APP_IO_DTYPES}
     if bad:
@@ -75,7 +75,7 @@ def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Pa
             f"{tflite}: {what}: the app feeds and reads only {'/'.join(APP_IO_DTYPES)} tensors; install the fp32, "
             "fp16, dynamic or int8 export (an --int16-activations export keeps int16 I/O, for host use)"
         )
-    out_layout = model.sidecar.get("output", {}).get("layout", "NHWC")
+    out_layout = model.contract.output.layout
     shape = [int(v) for v in model.output_details["shape"]]
     channels = shape[1 if out_layout == "NCHW" else -1] if len(shape) == 4 else None
     if channels != len(model.classes):  # the app colours each output channel as the sidecar's class of that index
@@ -88,7 +88,7 @@ def install_model(tflite: str | Path, app_dir: str | Path = APP_DIR) -> tuple[Pa
     assets = app / "app" / "src" / "main" / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     model_dst, sidecar_dst = assets / ASSET_MODEL, assets / ASSET_SIDECAR
-    check_apart({"the app's model": [model_dst, sidecar_dst]}, {"--tflite": [tflite, tflite.with_suffix(".json")]})
+    check_apart({"the app's model": [model_dst, sidecar_dst]}, {"--tflite": [tflite, model.contract.path]})
     _atomic_copy(tflite, model_dst)
-    _atomic_copy(tflite.with_suffix(".json"), sidecar_dst)
+    _atomic_copy(model.contract.path, sidecar_dst)
     return model_dst, sidecar_dst

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import FacesegError
 
-class OutputError(OSError):
+
+class OutputError(FacesegError, OSError):
     """An output path cannot be written; the message names it and says what to do."""
 
 

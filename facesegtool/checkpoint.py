@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import atomic_path
+from .errors import FacesegError
 from .labels import CLASSES
 from .models import create_model
 
@@ -40,10 +41,11 @@ DEFAULT_INPUT = {"size": 256, "channel_order": "RGB", "mean": [0.5, 0.5, 0.5], "
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+CALIBRATION_DIR = REPO_ROOT / "calibration"  # the shipped calibration face crops
 DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model (cwd-relative)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FacesegError, RuntimeError):
     pass
 
 
@@ -93,7 +95,7 @@ def read_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that is not plain data
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {_load_failure(exc)}; give a checkpoint written by `facesegtool train` "
+            f"cannot read checkpoint {path}: {load_failure(exc)}; give a checkpoint written by `facesegtool train` "
             "(code in a checkpoint never runs here: only tensors and plain data are read)"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -134,7 +136,7 @@ def check_checkpoint(ckpt: dict, path: str | Path) -> None:
         raise CheckpointError(f"{path}: checkpoint field {exc}; give a checkpoint written by `facesegtool train`") from None
 
 
-def _load_failure(exc: Exception) -> str:
+def load_failure(exc: Exception) -> str:
     """Why torch.load refused the file, in our words: never torch's advice to retry with weights_only=False,
     which would run whatever code the file holds."""
     text = " ".join(str(exc).split())

@@ -23,18 +23,23 @@ Examples:
 
 
 class _Tool(click.Group):
-    """The top-level group: an output that cannot be written, in any command, is a one-line error."""
+    """The top-level group, where every command's errors are caught once (the rule: facesegtool/errors.py).
+
+    A FacesegError, or an OSError naming a file the user gave, is one `error:` line and exit status 2;
+    anything else is a bug and keeps its traceback.
+    """
 
     def invoke(self, ctx: click.Context):
-        from .atomic import OutputError
+        from .errors import FacesegError
 
         try:
             return super().invoke(ctx)
-        except OutputError as exc:
+        except FacesegError as exc:
             fail(str(exc))
-        except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-            # a path the command did not check itself: still one line, naming it
-            fail(f"{exc.filename}: {exc.strerror}; check the path and its permissions")
+        except OSError as exc:
+            if exc.filename is None:  # not a path the user gave: a bug or the system's, with its traceback
+                raise
+            fail(f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions")
 
 
 @click.group(cls=_Tool, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -44,10 +49,11 @@ def main() -> None:
     verify what quantization cost, benchmark on host and device."""
 
 
-def fail(message: str) -> None:
-    """Print a clear error (no traceback) and exit non-zero."""
+def fail(*messages: str) -> None:
+    """Print each message as a clear `error:` line (no traceback) and exit with status 2."""
     _close_progress_bars()
-    click.secho(f"error: {message}", fg="red", err=True)
+    for message in messages:
+        click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(2)
 
 
@@ -81,14 +87,6 @@ def model_options(default: str = "the shipped model, models/default/model.pt or 
     return decorate
 
 
-def _model_errors() -> tuple[type[Exception], ...]:
-    from .checkpoint import CheckpointError
-    from .model_source import ModelSourceError
-    from .model_spec import ModelSpecError
-
-    return CheckpointError, ModelSourceError, ModelSpecError
-
-
 # --- data: prepare / stats -------------------------------------------------------------------
 
 
@@ -110,28 +108,24 @@ def data_carve(prepared, holdout, seed, out) -> None:
       facesegtool data carve prepared/celeba256 --holdout 80 --out prepared/celeba256-dev
     """
     from .data.carve import carve_dev_split
-    from .data.dataset import PreparedDataError
 
-    try:
-        manifest = carve_dev_split(prepared, out, holdout, seed)
-    except (PreparedDataError, OSError) as exc:
-        fail(str(exc))
+    manifest = carve_dev_split(prepared, out, holdout, seed)
     n = {s: sum(it["split"] == s for it in manifest["items"]) for s in ("train", "val")}
     click.echo(f"wrote {out}: {n['train']} train / {n['val']} dev (as its val split); {prepared}'s val faces left out")
 
 
+def source_options(command):
+    """One repeatable --KIND DIR option per data-source kind of the registry (data/registry.py)."""
+    from .data.registry import SOURCE_KINDS
+
+    for kind in reversed(SOURCE_KINDS):
+        command = click.option(kind.option, kind.key, multiple=True, type=click.Path(file_okay=False),
+                               help=kind.help)(command)
+    return command
+
+
 @data.command("prepare")
-@click.option("--celebamask", "celebamask", multiple=True, type=click.Path(file_okay=False),
-              help="CelebAMask-HQ as index masks: DIR/images/*.jpg + DIR/masks/*.png (repeatable).")
-@click.option("--celebamask-parts", "celebamask_parts", multiple=True, type=click.Path(file_okay=False),
-              help="CelebAMask-HQ release layout: CelebA-HQ-img/ + CelebAMask-HQ-mask-anno/ (repeatable).")
-@click.option("--mut1ny", "mut1ny", multiple=True, type=click.Path(file_okay=False),
-              help="Mut1ny RGB-coded labels (repeatable).")
-@click.option("--facesynthetics", "facesynthetics", multiple=True, type=click.Path(file_okay=False),
-              help="Microsoft FaceSynthetics renders: DIR/NNNNNN.png + NNNNNN_seg.png, beard labelled (repeatable).")
-@click.option("--synthesisai", "synthesisai", multiple=True, type=click.Path(file_okay=False),
-              help="Synthesis AI face API renders: DIR/N.rgb.png + N.segments.png + N.info.json, cropped to "
-                   "the head (repeatable).")
+@source_options
 @click.option("--mapping", type=click.Path(dir_okay=False), default=None,
               help="JSON {part: class} overriding the CelebAMask part -> class mapping.")
 @click.option("--size", type=click.IntRange(min=8), default=256, show_default=True, help="Output side in pixels.")
@@ -141,8 +135,7 @@ def data_carve(prepared, holdout, seed, out) -> None:
               help="Share of val (hash of subject or file name) for sources without train.txt/val.txt.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None,
               help="Mut1ny: max RGB distance that snaps an off-palette pixel; farther is ignored [default: 40].")
-def data_prepare(celebamask, celebamask_parts, mut1ny, facesynthetics, synthesisai, mapping, size, out, skip_bad,
-                 val_fraction, tolerance) -> None:
+def data_prepare(mapping, size, out, skip_bad, val_fraction, tolerance, **dirs) -> None:
     """Turn face-parsing sources into one resized 11-class set with a manifest.
 
     \b
@@ -151,25 +144,12 @@ def data_prepare(celebamask, celebamask_parts, mut1ny, facesynthetics, synthesis
     """
     import time
 
-    from .data.celebamask import CelebAMaskIndex, CelebAMaskParts
-    from .data.facesynthetics import FaceSynthetics
-    from .data.mut1ny import Mut1ny
-    from .data.synthesisai import SynthesisAI
-    from .data.prepare import prepare
-    from .data.source import DataError
+    from .data.registry import prepare_from_dirs
     from .data.stats import frequency_table
-    from .labels import load_mapping
 
     started = time.perf_counter()
-    try:
-        parts_map = load_mapping(mapping)
-        sources = [CelebAMaskIndex(d, parts_map) for d in celebamask]
-        sources += [CelebAMaskParts(d, parts_map) for d in celebamask_parts]
-        sources += [Mut1ny(d) if tolerance is None else Mut1ny(d, tolerance=tolerance) for d in mut1ny]
-        sources += [FaceSynthetics(d) for d in facesynthetics] + [SynthesisAI(d) for d in synthesisai]
-        manifest = prepare(sources, out, size=size, skip_bad=skip_bad, val_fraction=val_fraction)
-    except (DataError, ValueError, OSError) as exc:
-        fail(str(exc))
+    manifest = prepare_from_dirs(dirs, out, mapping=mapping, tolerance=tolerance, size=size, skip_bad=skip_bad,
+                                 val_fraction=val_fraction)
     splits = [item["split"] for item in manifest["items"]]
     click.echo(frequency_table(manifest))
     for source in manifest["sources"]:
@@ -202,31 +182,11 @@ def data_stats(prepared_dir, png) -> None:
     Example:
       facesegtool data stats prepared/celeba256 --png freq.png
     """
-    from pathlib import Path
+    from .data.stats import frequency_table, write_frequency_chart
 
-    from .atomic import check_apart
-    from .data.dataset import PreparedDataError, load_prepared
-    from .data.stats import frequency_table, plot_frequencies
-
-    try:
-        manifest = load_prepared(prepared_dir)
-        png = Path(png) if png else Path(prepared_dir) / "class_frequencies.png"
-        # the chart may sit beside the set, never on one of its files
-        names = [it.get("name") for it in manifest["items"] if isinstance(it, dict)]
-        own = [Path(prepared_dir) / f"{sub}/{n}.png" for n in names for sub in ("images", "masks")]
-        check_apart({"--png": png}, {"PREPARED_DIR": [Path(prepared_dir) / "manifest.json", *own]})
-        if png.is_file() and _head(png, 8) != b"\x89PNG\r\n\x1a\n":
-            fail(f"--png {png}: exists and is not a PNG picture; refusing to overwrite it; choose another --png")
-        plot_frequencies(manifest, png)
-    except (PreparedDataError, KeyError, OSError) as exc:
-        fail(str(exc))
+    manifest, png = write_frequency_chart(prepared_dir, png)
     click.echo(frequency_table(manifest))
     click.echo(f"bar chart: {png}")
-
-
-def _head(path, n: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
 
 
 # --- models / train / eval -------------------------------------------------------------------
@@ -304,9 +264,23 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
               help="Another prepared dir whose train items join training, e.g. from `pseudo-label` (repeatable).")
 @click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
               help="Start from this checkpoint's weights (same model), e.g. to fine-tune a teacher on pseudo-labels.")
+@click.option("--init-encoder", type=click.Path(dir_okay=False), default=None, metavar="CHECKPOINT",
+              help="Encoder weights from another checkpoint over the same encoder (e.g. a student from its teacher's).")
+@click.option("--teacher", multiple=True, type=click.Path(dir_okay=False), metavar="MODEL",
+              help="Distil: the student also learns this model's soft scores (repeatable: an averaged ensemble).")
+@click.option("--teacher-beard", type=click.Path(dir_okay=False), default=None, metavar="MODEL",
+              help="A beard-aware teacher that splits the ensemble's face + beard probability.")
+@click.option("--teacher-flip/--no-teacher-flip", default=True, show_default=True,
+              help="Average each teacher with its mirrored pass.")
+@click.option("--distill-temperature", type=float, default=2.0, show_default=True)
+@click.option("--distill-weight", type=float, default=0.7, show_default=True,
+              help="Share of the teacher's term in the loss; the rest is --loss on the labels.")
+@click.option("--unlabelled", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder of unlabelled face crops, taught by --teacher only (repeatable).")
 def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_decay, epochs, batch_size, size, scheduler,
               patience, augment, seed, activation, model_arg, loss_arg, channels_last, workers, threads, device, resume,
-              pretrained, extra_train, init, class_weight) -> None:
+              pretrained, extra_train, init, class_weight, teacher, teacher_beard, teacher_flip, distill_temperature,
+              distill_weight, unlabelled, init_encoder) -> None:
     """Train a segmentation model on a prepared dataset (resumable; DDP under torchrun).
 
     \b
@@ -315,9 +289,7 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
         --epochs 20 --batch-size 8 --size 256 --data prepared/celeba256 --out runs/regseg
       torchrun --nproc_per_node 2 -m facesegtool.cli train ...   # DistributedDataParallel
     """
-    from .checkpoint import CheckpointError
-    from .data.dataset import PreparedDataError
-    from .training.loop import TrainConfig, TrainingError, train
+    from .training.loop import TrainConfig, train
 
     model_kwargs = _key_values(model_arg, "--model-arg")
     if activation is not None:
@@ -327,12 +299,11 @@ def train_cmd(data_dir, out_dir, model, loss, weights, optimizer, lr, weight_dec
         weights=weights, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
         size=size, scheduler=scheduler, patience=patience, augment=augment, seed=seed, channels_last=channels_last,
         workers=workers, threads=threads, device=device, resume=resume, pretrained=pretrained, extra_train=list(extra_train), init=init,
-        class_weight=_key_values(class_weight, "--class-weight"),
+        class_weight=_key_values(class_weight, "--class-weight"), teacher=list(teacher), teacher_beard=teacher_beard,
+        teacher_flip=teacher_flip, distill_temperature=distill_temperature, distill_weight=distill_weight,
+        unlabelled=list(unlabelled), init_encoder=init_encoder,
     )
-    try:
-        result = train(config)
-    except (TrainingError, PreparedDataError, CheckpointError, ValueError) as exc:
-        fail(str(exc))
+    result = train(config)
     click.echo(
         f"best val macro F1 (no bg) {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}"
         f"{' (early stop)' if result.stopped_early else ''}; checkpoints: {result.best_path}, {result.last_path}"
@@ -361,15 +332,10 @@ def pseudo_label_cmd(checkpoints, spec, image_dirs, out, size, threshold, flip, 
       facesegtool pseudo-label --checkpoint runs/teacher/last.pt \\
         --images ../shared/data/faces-unlabelled/celebahq-2 --out prepared/pseudo256
     """
-    from .checkpoint import CheckpointError
     from .data.pseudo_label import pseudo_label
-    from .data.source import DataError
 
-    try:
-        summary = pseudo_label(checkpoints, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit,
-                               spec=spec)
-    except (CheckpointError, DataError, OSError, ValueError) as exc:
-        fail(str(exc))
+    summary = pseudo_label(checkpoints, image_dirs, out, size=size, threshold=threshold, flip=flip, limit=limit,
+                           spec=spec)
     for item in summary.skipped:
         click.echo(f"skipped {item['file']}: {item['reason']}", err=True)
     per_class = ", ".join(f"{c} {v:.2f}" for c, v in summary.kept_by_class.items())
@@ -395,18 +361,10 @@ def eval_cmd(checkpoint, spec, weights, data_dir, split, out_dir, batch_size, ov
     Example:
       facesegtool eval --checkpoint runs/regseg/best.pt --data prepared/celeba256
     """
-    from .atomic import check_apart, model_file
-    from .checkpoint import CheckpointError
-    from .data.dataset import PreparedDataError
     from .training.evaluate import evaluate
 
-    check_apart({"--out": out_dir}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
-                                     "--data": data_dir})
-    try:
-        result = evaluate(checkpoint, data_dir, split=split, out=out_dir, batch_size=batch_size, overlays=overlays,
-                          threads=threads, latency_runs=latency_runs, spec=spec, weights=weights)
-    except (CheckpointError, PreparedDataError, ValueError) as exc:
-        fail(str(exc))
+    result = evaluate(checkpoint, data_dir, split=split, out=out_dir, batch_size=batch_size, overlays=overlays,
+                      threads=threads, latency_runs=latency_runs, spec=spec, weights=weights)
     click.echo(result.files["table"].read_text(), nl=False)
     click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
 
@@ -441,10 +399,15 @@ def eval_cmd(checkpoint, spec, weights, data_dir, split, out_dir, batch_size, ov
 @click.option("--resize-output", is_flag=True,
               help="Bake a bilinear upsample of a lower-resolution output (1/4, 1/8) to the input size into the graph.")
 @click.option("--replace", is_flag=True, help="Remove another model's exports found in --out instead of refusing.")
+@click.option("--converter", type=click.Choice(["onnx2tf", "litert-torch", "auto"]), default="onnx2tf",
+              show_default=True,
+              help="TFLite converter: onnx2tf (via ONNX), litert-torch (from torch.export; its own venv, "
+                   "`make litert`), or auto (both, each judged against torch; exactness first, then latency, ops).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the summary (files, sizes, seconds) as JSON here.")
 def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, size, out_dir, per_tensor, io_dtype,
-               bake_normalization, int16_activations, float_layers, opset, resize_output, replace, json_path) -> None:
+               bake_normalization, int16_activations, float_layers, opset, resize_output, replace, converter,
+               json_path) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, fp16, dynamic-range, full-integer int8).
 
     Each .tflite gets a sidecar JSON (labels, palette, input contract, NHWC layout, quantization of
@@ -458,12 +421,12 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
       facesegtool export --quant int8 --calibration my_faces --per-tensor
       facesegtool export --model parser.pt2 --spec parser.yaml --quant fp32,int8 --out exports/parser
       facesegtool export --model my_parser.py:build_model --weights w.pt --spec parser.yaml --resize-output
+      facesegtool export --model segformer.pt2 --spec segformer.yaml --converter auto
     """
     import json as jsonlib
 
     from .atomic import check_apart, model_file
-    from .checkpoint import CheckpointError
-    from .export import CalibrationError, ConversionError, ExportError, export, parse_quant
+    from .export import export
 
     if json_path:
         from pathlib import Path
@@ -477,14 +440,11 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
             fail(f"--json {json_path}: name it SUMMARY.json, not like an exported model or its sidecar "
                  "(NAME.tflite, NAME.onnx, NAME_<variant>.json), which it would overwrite")
     try:
-        variants = parse_quant(quant)
-        report = export(checkpoint=checkpoint, quant=variants, out_dir=out_dir, calibration_dir=calibration_dir,
-                        num_calib=num_calib, size=size, per_channel=not per_tensor, io_dtype=io_dtype,
-                        bake_normalization=bake_normalization, int16_activations=int16_activations,
-                        float_layers=list(float_layers), opset=opset, spec=spec, weights=weights,
-                        resize_output=resize_output, replace=replace)
-    except (*_model_errors(), CalibrationError, ConversionError, ExportError, ValueError) as exc:
-        fail(str(exc))
+        report = export(checkpoint=checkpoint, quant=quant, out_dir=out_dir,
+                        calibration_dir=calibration_dir, num_calib=num_calib, size=size, per_channel=not per_tensor,
+                        io_dtype=io_dtype, bake_normalization=bake_normalization,
+                        int16_activations=int16_activations, float_layers=list(float_layers), opset=opset, spec=spec,
+                        weights=weights, resize_output=resize_output, replace=replace, converter=converter)
     except KeyboardInterrupt:
         fail("interrupted; nothing was written to the output folder")
     click.echo(report.table())
@@ -499,9 +459,9 @@ def export_cmd(checkpoint, spec, weights, quant, calibration_dir, num_calib, siz
 
 def _export_file_name(name: str) -> bool:
     """Whether a file name is one `export` writes (a model, or a sidecar NAME_<variant>.json)."""
-    from .export.sidecar import VARIANTS
+    from .export.variants import FILE_SUFFIXES
 
-    return name.endswith((".tflite", ".onnx")) or name.endswith(tuple(f"_{v}.json" for v in VARIANTS))
+    return name.endswith((".tflite", ".onnx")) or name.endswith(tuple(f"_{v}.json" for v in FILE_SUFFIXES))
 
 
 @main.group("calibration")
@@ -527,23 +487,10 @@ def calibration_build_cmd(photos_dir, out_dir, size, margin, max_faces, image_fo
       facesegtool calibration build --from ../shared/data/faces-in-the-wild --out my_calibration
       facesegtool export --quant int8 --calibration my_calibration
     """
-    import re
-    from pathlib import Path
+    from .export.calibration import build_calibration_set
 
-    from .atomic import check_apart
-    from .export.calibration import CalibrationError, build_calibration_set
-
-    check_apart({"--out": out_dir}, {"--from": photos_dir})
-    crop = re.compile(r".+_face\d+\.(jpg|png)$")  # the crops it writes: PHOTO_faceK.jpg
-    theirs = sorted(p.name for p in Path(out_dir).iterdir() if not crop.match(p.name)) if Path(out_dir).is_dir() else []
-    if theirs:
-        fail(f"--out {out_dir}: holds files that are not calibration crops ({', '.join(theirs[:3])}); "
-             "choose a new or empty --out")
-    try:
-        report = build_calibration_set(photos_dir, out_dir, size=size, margin=margin,
-                                       max_faces_per_photo=max_faces, image_format=image_format)
-    except CalibrationError as exc:
-        fail(str(exc))
+    report = build_calibration_set(photos_dir, out_dir, size=size, margin=margin, max_faces_per_photo=max_faces,
+                                   image_format=image_format)
     click.echo(report.summary())
     for name, reason in report.skipped:
         click.echo(f"  skipped {name}: {reason}")
@@ -593,9 +540,7 @@ def verify_cmd(checkpoint, spec, weights, tflite, export_dir, data_dir, split, m
     """
     import json as jsonlib
 
-    from .checkpoint import CheckpointError
-    from .tflite_runner import TFLiteModelError
-    from .verify import VerifyError, summary_text, verify
+    from .verify import summary_text, verify
 
     if tflite and export_dir:
         fail("give --tflite FILE... or --export-dir DIR, not both")
@@ -609,13 +554,10 @@ def verify_cmd(checkpoint, spec, weights, tflite, export_dir, data_dir, split, m
     check_apart({"--report": reports}, {"--model": model_file(checkpoint), "--spec": spec, "--weights": weights,
                                         "--tflite": [*tflite, *(Path(t).with_suffix(".json") for t in tflite)]})
     check_apart({"--report": report_dir}, {"--data": data_dir})
-    try:
-        result = verify(checkpoint=checkpoint, tflite=list(tflite) or None, export_dir=export_dir, data_dir=data_dir,
-                        split=split, max_drop=max_drop, max_class_drop=max_class_drop, report_dir=report_dir,
-                        limit=limit, num_threads=num_threads, diagnose=True if diagnose else None,
-                        try_remedies=try_remedies, spec=spec, weights=weights)
-    except (VerifyError, TFLiteModelError, *_model_errors()) as exc:
-        fail(str(exc))
+    result = verify(checkpoint=checkpoint, tflite=list(tflite) or None, export_dir=export_dir, data_dir=data_dir,
+                    split=split, max_drop=max_drop, max_class_drop=max_class_drop, report_dir=report_dir,
+                    limit=limit, num_threads=num_threads, diagnose=True if diagnose else None,
+                    try_remedies=try_remedies, spec=spec, weights=weights)
     if as_json:
         click.echo(jsonlib.dumps(result.to_dict(), indent=2))
     else:
@@ -680,17 +622,12 @@ def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, thread
     import json as jsonlib
     from pathlib import Path
 
-    from .bench.adb import AdbDisconnected, AdbError, run_adb_bench
-    from .bench.host import BenchError, run_host_bench
-    from .bench.report import format_table, report_stem
-    from .checkpoint import CheckpointError
-    from .tflite_runner import TFLiteModelError
+    from .atomic import check_apart, model_file
+    from .bench.adb import AdbDisconnected, run_adb_bench
+    from .bench.host import run_host_bench
+    from .bench.report import failures, format_table, report_stem
 
     thread_list = _int_list(threads or ("1,2" if device == "host" else "1,4"), "--threads")
-    from .atomic import check_apart, model_file
-
-    from pathlib import Path
-
     # Only new report files go into --out (bench_<kind>[_<serial>].json/.png), so it may be the export folder
     # itself; what must not happen is one of them landing on an input.
     reports = [Path(out_dir) / f"bench_{kind}{ext}" for kind in ("host", "adb") for ext in (".json", ".png")]
@@ -709,12 +646,10 @@ def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, thread
                                    delegates=[d for d in delegates.split(",") if d.strip()], runs=runs or 50,
                                    warmup=warmup, op_profiling=op_profiling, out_dir=out_dir,
                                    require_full_delegation=require_full_delegation, run_timeout=run_timeout)
-    except AdbDisconnected as exc:
+    except AdbDisconnected as exc:  # what was measured before is still worth a look
         if exc.report and exc.report["results"]:
             click.echo(format_table(exc.report), err=True)
-        fail(str(exc))
-    except (BenchError, AdbError, TFLiteModelError, *_model_errors()) as exc:
-        fail(str(exc))
+        raise
     stem = Path(out_dir) / report_stem(report)
     if as_json:
         click.echo(jsonlib.dumps(report, indent=2))
@@ -722,18 +657,9 @@ def bench_cmd(device, checkpoint, spec, weights, export_dir, model_files, thread
         click.echo(format_table(report))
     png = Path(f"{stem}.png")
     click.echo(f"wrote {stem}.json" + (f" and {png}" if png.exists() else ""), err=as_json)
-    if device == "host":  # on the host every model must run (on a phone a delegate may refuse one)
-        failed = {r["file"]: r["error"] for r in report["results"] if r["status"] != "ok"}
-        for file, error in failed.items():
-            click.secho(f"error: {file} could not be measured ({error}); re-export it with `facesegtool export`",
-                        fg="red", err=True)
-        if failed:
-            sys.exit(2)
-    elif not [r for r in report["results"] if r["status"] != "failed"]:  # the phone measured nothing
-        first = next((r for r in report["results"]), None)
-        why = f"{first['file']} / {first['delegate']}: {first['error']}" if first else "no runs"
-        fail(f"no benchmark_model run produced timings ({why}); read the raw outputs in {stem}_raw/ "
-             "and check the binary (--benchmark-binary) and the models")
+    problems = failures(report, out_dir)
+    if problems:
+        fail(*problems)
 
 
 # --- sweep -----------------------------------------------------------------------------------
@@ -763,13 +689,11 @@ def sweep_cmd(spec, out_dir, jobs, threads, launcher, ray_address, retry_failed)
       facesegtool sweep models/sweeps/losses.yaml --out runs/sweep-losses --jobs 2 --threads 1
       facesegtool sweep models/sweeps/regseg.yaml --out runs/sweep-regseg --launcher ray
     """
-    from .sweep import SweepError, run_sweep
+    from .sweep import run_sweep
 
     try:
         report = run_sweep(spec, out_dir, jobs=jobs, launcher=launcher, threads=threads, retry_failed=retry_failed,
                            ray_address=ray_address)
-    except SweepError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         fail(f"interrupted; run the same command again to continue (finished trials are kept in {out_dir})")
     ok = sum(r["status"] == "ok" for r in report.rows)
@@ -799,10 +723,7 @@ def sweep_combine_cmd(sweeps, out_dir, title) -> None:
     """
     from .sweep import combine_results
 
-    try:
-        files = combine_results(list(sweeps), out_dir, title)
-    except ValueError as exc:
-        fail(str(exc))
+    files = combine_results(list(sweeps), out_dir, title)
     click.echo("wrote " + ", ".join(str(p) for p in files))
 
 
@@ -861,18 +782,12 @@ def predict_cmd(inputs, model, checkpoint, spec, weights, out_dir, effect, alpha
       facesegtool predict ../shared/data/faces-in-the-wild --face-crop --out out/wild
       facesegtool predict clip.mp4 --model exports/default/model_int8.tflite --effect hair=#8040C0,smooth
     """
-    from .checkpoint import CheckpointError
-    from .predict import PredictError, predict
+    from .predict import predict
     from .predict.effects import parse_effects
-    from .tflite_runner import TFLiteModelError
 
-    try:
-        effects = parse_effects(effect)
-        report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=effects, alpha=alpha,
-                         face_crop=face_crop, whole_head=whole_head, temporal=temporal, upsample=upsample,
-                         beard=beard, detector=detector, spec=spec, weights=weights, runtime=runtime)
-    except (PredictError, CheckpointError, TFLiteModelError, ValueError, OSError) as exc:
-        fail(str(exc))
+    report = predict(inputs, model=model, checkpoint=checkpoint, out_dir=out_dir, effects=parse_effects(effect),
+                     alpha=alpha, face_crop=face_crop, whole_head=whole_head, temporal=temporal, upsample=upsample,
+                     beard=beard, detector=detector, spec=spec, weights=weights, runtime=runtime)
     click.echo(f"model: {report.model}")
     for p in report.predictions:
         found = ""
@@ -910,12 +825,9 @@ def android_install_model(tflite, app_dir) -> None:
     Example:
       facesegtool android install-model --tflite exports/default/model_int8.tflite
     """
-    from .android import APP_DIR, AndroidError, install_model
+    from .android import APP_DIR, install_model
 
-    try:
-        model, sidecar = install_model(tflite, app_dir or APP_DIR)
-    except (AndroidError, OSError) as exc:
-        fail(str(exc))
+    model, sidecar = install_model(tflite, app_dir or APP_DIR)
     click.echo(f"installed {tflite} -> {model} and {sidecar}; rebuild the app to ship it")
 
 

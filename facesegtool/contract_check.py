@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from .metrics import ConfusionMeter
-from .model_spec import IMAGENET_MEAN, IMAGENET_STD
+from .model_spec import IMAGENET_MEAN, IMAGENET_STD, mask_in_our_classes
 
 if TYPE_CHECKING:
     from .model_source import LoadedModel
-    from .verify.faces import Face
+    from .data.faces import Face
 
 # What the common image processors do: torchvision / SegFormer (ImageNet), Hugging Face MobileNetV2
 # DeepLabV3 (0.5 / 0.5), MobileViT (0..1, BGR).
@@ -54,7 +54,8 @@ def _same(a: dict, b: dict) -> bool:
 def check_contract_on_faces(source: "LoadedModel", faces: Iterable["Face"], limit: int = FACES) -> dict | None:
     """Score the reference under each candidate contract on up to `limit` labelled faces (foreground mIoU
     in our classes). None when the faces have no masks or the model's labels map onto none of ours."""
-    from .verify.compare import _to_ours, torch_logits
+    from .imaging import upsample_scores
+    from .segmenter import torch_scores
 
     if not source.spec.has_mapping:
         return None
@@ -72,8 +73,8 @@ def check_contract_on_faces(source: "LoadedModel", faces: Iterable["Face"], limi
     for name, contract in candidate_contracts(source.contract):
         meter = ConfusionMeter()
         for face in picked:
-            mask = torch_logits(source.net, face.image, contract).argmax(-1).astype(np.uint8)
-            meter.update(face.mask, _to_ours(mask, lut))
+            scores = upsample_scores(torch_scores(source.net, face.image, contract), face.image.shape[:2])
+            meter.update(face.mask, mask_in_our_classes(scores.argmax(-1).astype(np.uint8), lut))
         rows.append({"name": name, "input": contract, "fg_miou": round(float(meter.scores().macro_iou_no_bg), 4)})
     current, best = rows[0], max(rows[1:], key=lambda r: r["fg_miou"], default=rows[0])
     warning = None

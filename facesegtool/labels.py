@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FacesegError
+
 CLASSES: tuple[str, ...] = (
     "background",
     "lips",
@@ -170,6 +172,10 @@ FLIP_SAFE = True
 EMPIRICAL_WEIGHTS: tuple[float, ...] = (0.5, 3, 3, 1, 0.5, 3, 2, 0.5, 1.5, 1.5, 1.5)
 
 
+class MappingError(FacesegError, ValueError):
+    """A --mapping file that cannot be read or names an unknown part or class."""
+
+
 def load_mapping(path: str | Path | None) -> dict[str, str]:
     """CelebAMask part -> class mapping, the design's unless a JSON file overrides entries."""
     mapping = dict(CELEBAMASK_TO_CLASS)
@@ -179,17 +185,17 @@ def load_mapping(path: str | Path | None) -> dict[str, str]:
     try:
         override = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValueError(f"--mapping {path}: cannot read it ({exc.strerror or exc})") from None
+        raise MappingError(f"--mapping {path}: cannot read it ({exc.strerror or exc})") from None
     except ValueError as exc:  # not JSON, or not UTF-8 text
-        raise ValueError(f"--mapping {path}: not a JSON file ({exc}); write one object of part: class, "
-                         f"e.g. {example}") from None
+        raise MappingError(f"--mapping {path}: not a JSON file ({exc}); write one object of part: class, "
+                           f"e.g. {example}") from None
     if not isinstance(override, dict):
-        raise ValueError(f"--mapping {path}: expected one JSON object of part: class, e.g. {example}")
+        raise MappingError(f"--mapping {path}: expected one JSON object of part: class, e.g. {example}")
     for part, cls in override.items():
         if part not in CELEBAMASK_PARTS:
-            raise ValueError(f"{path}: unknown CelebAMask part {part!r}; known: {', '.join(CELEBAMASK_PARTS)}")
+            raise MappingError(f"{path}: unknown CelebAMask part {part!r}; known: {', '.join(CELEBAMASK_PARTS)}")
         if cls not in CLASS_INDEX:
-            raise ValueError(f"{path}: unknown class {cls!r} for part {part!r}; known: {', '.join(CLASSES)}")
+            raise MappingError(f"{path}: unknown class {cls!r} for part {part!r}; known: {', '.join(CLASSES)}")
         mapping[part] = cls
     return mapping
 

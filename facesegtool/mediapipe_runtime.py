@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FacesegError
+
 EXTRA = "pip install -e '.[mediapipe]'"
 
 
-class MediaPipeError(RuntimeError):
+class MediaPipeError(FacesegError, RuntimeError):
     """MediaPipe refused the model or the image (its own message is kept)."""
 
 

@@ -40,7 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
-from .checkpoint import CheckpointError, _load_failure, default_checkpoint, load_model
+from .checkpoint import CheckpointError, load_failure, default_checkpoint, load_model
+from .hashing import sha256_file
 from .model_spec import (ModelSpec, ModelSpecError, checkpoint_spec, positive_size, read_spec_file, resolve_spec,
                          spec_from_dict)
 
@@ -252,14 +253,6 @@ def _looks_like_onnx(path: Path) -> bool:
     return len(proto.graph.node) > 0
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --- loaders ---------------------------------------------------------------------------------------------
 
 
@@ -297,7 +290,7 @@ def _load_exported_program(path: Path) -> tuple[nn.Module, int | None]:
         with _plain_data_only():
             program = torch.export.load(str(path))
     except Exception as exc:
-        raise ModelSourceError(f"{path}: cannot load as a torch.export program: {_load_failure(exc)}") from exc
+        raise ModelSourceError(f"{path}: cannot load as a torch.export program: {load_failure(exc)}") from exc
     keyword = keyword_input(calls)
     module = program.module()
     return (module if keyword is None else KeywordInput(module, keyword)), _static_size(program)
@@ -391,7 +384,7 @@ def _read_state_dict(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelSourceError(f"{path}: cannot read weights: {_load_failure(exc)}; give torch.save(model.state_dict())")
+        raise ModelSourceError(f"{path}: cannot read weights: {load_failure(exc)}; give torch.save(model.state_dict())")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -404,7 +397,7 @@ def _load_torch_save(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        why = _load_failure(exc)
+        why = load_failure(exc)
         if "holds Python code or objects" in why:
             found = why.split("(")[1].split(")")[0]
             raise ModelSourceError(
@@ -472,7 +465,7 @@ def load_source(
         path = onnx_path = Path(model)
         graph_size, channels_hint = _onnx_input_size(path)
         name = path.stem
-    sha = sha256_of(path)
+    sha = sha256_file(path)
 
     # Probe once at the size the spec gives (or the graph's, or a guess for the probe only) to count channels.
     # (a static graph runs at its own size; a spec that says otherwise is refused by resolve_spec below)
@@ -594,7 +587,7 @@ def _check_recorded_sha256(weights: str | Path | None, sidecars: list[dict], ref
     """Before any user code is imported: its weights must be the file the exports were made from."""
     if weights is None or not Path(weights).is_file():
         return  # load_source says what is missing, before importing anything
-    digest = sha256_of(Path(weights))
+    digest = sha256_file(Path(weights))
     for s in sidecars:
         recorded = (s.get("source") or {}).get("sha256")
         if recorded and recorded != digest:

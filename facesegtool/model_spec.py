@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FacesegError
 from .labels import CELEBAMASK_TO_CLASS, CLASS_INDEX, CLASSES, IGNORE_INDEX, PALETTE
 
 IGNORE = "ignore"
@@ -66,7 +67,7 @@ INPUT_KEYS = {"size", "channel_order", "mean", "std", "scale"}
 OUTPUT_KEYS = {"layout", "kind", "select"}
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(FacesegError, ValueError):
     """The spec is malformed or contradicts the model; the message names the conflict."""
 
 
@@ -367,3 +368,11 @@ def checkpoint_spec(ckpt: dict) -> ModelSpec:
     preset = "facesegtool11" if tuple(labels) == CLASSES else None
     return ModelSpec(labels, dict(ckpt["input"]), {n: (n if n in CLASS_INDEX else IGNORE) for n in labels},
                      preset=preset)
+
+
+def mask_in_our_classes(mask: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    """A model-class mask in our 11 classes through ModelSpec.lut() (None: it is in ours already); labels mapped to
+    "ignore" count as background against the truth."""
+    if lut is None:
+        return mask
+    return np.where(lut == IGNORE_INDEX, CLASS_INDEX["background"], lut).astype(np.uint8)[mask]

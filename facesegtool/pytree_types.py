@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch.utils._pytree as pytree
 
+from .errors import FacesegError
+
 TRANSFORMERS_PIN = "transformers==5.25.0"  # the version tested here (setup.cfg extra `transformers`)
 _TYPE = re.compile(r'"type": "([A-Za-z_][\w.]*)"')
 _OUTPUT_MODULE = re.compile(r"^transformers\.(modeling_outputs|models\.\w+\.modeling_\w+)$")
@@ -31,7 +33,7 @@ _WRAPPER = ("or save a plain tensor output instead: torch.export.export(Logits(m
             "class Logits(nn.Module) whose forward returns self.model(pixel_values=x).logits")
 
 
-class PytreeTypeError(ValueError):
+class PytreeTypeError(FacesegError, ValueError):
     """The archive's outputs are of a type that cannot be registered here; the message says how to fix it."""
 
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import os
 
+from .errors import FacesegError
+
 THREADS_PER_CPU = 4  # past a few threads per CPU a run only gets slower; far past it torch crashes
+
+
+class ThreadCountError(FacesegError, ValueError):
+    """A --threads that torch would crash on or refuse."""
 
 
 def max_threads() -> int:
@@ -16,8 +22,8 @@ def max_threads() -> int:
 
 
 def check_threads(threads: int, option: str = "--threads") -> int:
-    """`threads` if it is a usable thread count, else ValueError saying what to give instead."""
+    """`threads` if it is a usable thread count, else ThreadCountError saying what to give instead."""
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= max_threads():
-        raise ValueError(f"{option} {threads!r}: give a thread count from 1 to {max_threads()} "
-                         f"(this machine has {os.cpu_count()} CPUs)")
+        raise ThreadCountError(f"{option} {threads!r}: give a thread count from 1 to {max_threads()} "
+                               f"(this machine has {os.cpu_count()} CPUs)")
     return threads

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import yaml
 
+from .errors import FacesegError
 
-class YamlAliasError(yaml.YAMLError):
+
+class YamlAliasError(FacesegError, yaml.YAMLError):
     """The document uses an alias (*name) or a merge key (<<); the message says where."""
 
 

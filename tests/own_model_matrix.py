@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import own_models  # noqa: E402
 from conftest import CELEBAMASK_MINI  # noqa: E402
-from test_own_model import FORMATS, _model_args, _train, save_forms, saved_forms  # noqa: E402
+from own_model_training import FORMATS, model_args, save_forms, saved_forms, train  # noqa: E402
 
 FORM_NAMES = {"pt2": "ExportedProgram", "ts": "TorchScript", "module": "code + weights", "onnx": "ONNX"}
 
@@ -97,7 +97,7 @@ def main() -> int:
             name, fmt = key.split("/")
             if "error" not in row:
                 saved = saved_forms(name, opts.out / name / "model")
-                row["ms"] = host_ms(_model_args(saved, fmt), opts.out / name / fmt)
+                row["ms"] = host_ms(model_args(saved, fmt), opts.out / name / fmt)
             rows[(name, fmt)] = row
             print(key, row.get("ms"), flush=True)
         (opts.out / "matrix.json").write_text(json.dumps(done, indent=1))
@@ -106,12 +106,12 @@ def main() -> int:
         print(text)
         return 0
     for name in opts.only:
-        net = _train(name)
+        net = train(name)
         saved = save_forms(name, net, opts.out / name / "model")
         for fmt in FORMATS:
             print(f"{name} / {FORM_NAMES[fmt]} ...", flush=True)
             try:
-                rows[(name, fmt)] = measure(_model_args(saved, fmt), opts.out / name / fmt, opts.faces)
+                rows[(name, fmt)] = measure(model_args(saved, fmt), opts.out / name / fmt, opts.faces)
             except Exception as exc:  # a form that fails is a row of the table, not the end of the run
                 traceback.print_exc()
                 rows[(name, fmt)] = {"error": f"{type(exc).__name__}: {exc}"}

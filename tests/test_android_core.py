@@ -4,9 +4,12 @@
    committed inputs and compared byte for byte), so they cannot go stale.
 2. The Java core, compiled with javac and run under JUnit 4 (android_demo/core/run_tests.sh),
    reproduces the freshly computed goldens: input tensors, masks, overlays, effects (exact),
-   bilinear resize (within 1 level of OpenCV).
-3. The Java sidecar reader reads real export sidecars; install-model puts a matching pair into
-   the app's assets and refuses a mismatched one.
+   bilinear resize (within 1 level of OpenCV), and the app's whole frame pipeline (FramePipeline) on
+   real faces: camera frames and photos to the pixels shown (exact).
+3. The Java sidecar reader is the twin of facesegtool.contract: on the real export's sidecar and
+   tampered copies it accepts, refuses and reads what the Python reader does (sidecar_parity.json);
+   it reads real export sidecars; install-model puts a matching pair into the app's assets and
+   refuses a mismatched one.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from android_goldens import GOLDEN_DIR, write_golden_expectations
+from android_goldens import EXPORT_SIDECAR, GOLDEN_DIR, pipeline_inputs, write_golden_expectations
 from facesegtool.android import AndroidError, install_model
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TESTS = REPO / "android_demo" / "core" / "run_tests.sh"
 GOLDEN_INPUTS = ("input.ppm", "logits_float32.f32.gz", "logits_int8.i8.gz", "sidecar_float32.json", "sidecar_int8.json",
-                 "logits_wide_float32.f32.gz", "frames_float32.f32.gz")
+                 "logits_wide_float32.f32.gz", "frames_float32.f32.gz", EXPORT_SIDECAR,
+                 *pipeline_inputs())
 JAVA_LIB = Path(os.environ.get("JAVA_LIB", "/usr/share/java"))
 
 
@@ -112,6 +116,43 @@ def test_steady_goldens_exercise_the_merge_and_the_smoothing(fresh_goldens):
     assert (head[outside] == CLASS_INDEX["hair"]).sum() > 1000
     smooth = json.loads((fresh_goldens / "cases.json").read_text())["smooth"]
     assert smooth["restarts"] == [1, 1, 1, 2, 3]
+
+
+def test_pipeline_goldens_exercise_every_path(fresh_goldens):
+    """The frame pipeline goldens cover photos padded both ways, a rotated mirrored camera frame smoothed
+    over frames (no restart after the first), effects drawn below the frame's size, a transparent layer;
+    the smoothing changes what is shown."""
+    from android_goldens import read_pnm
+
+    index = json.loads((fresh_goldens / "pipeline.json").read_text())
+    cases = {c["name"]: c for c in index["cases"]}
+    assert set(cases) == {"photo_overlay", "photo_effects", "live_overlay", "live_effects"}
+    for name in ("photo_overlay", "photo_effects"):
+        frame = read_pnm(fresh_goldens / cases[name]["frame"])
+        assert frame.shape[0] != frame.shape[1] and cases[name]["out_side"] == max(frame.shape[:2])
+    live = cases["live_overlay"]
+    assert live["settings"]["mirror"] and live["settings"]["rotation"] == 90 and live["restarts"] == 1
+    layers = [(fresh_goldens / f).read_bytes() for f in live["outputs"]]
+    assert len(layers) == 3 and layers[1] != layers[2]
+    alpha = np.frombuffer(layers[0][layers[0].index(b"ENDHDR\n") + 7:], np.uint8).reshape(-1, 4)[:, 3]
+    assert 0.01 < (alpha == 0).mean() < 0.5 and set(np.unique(alpha)) == {0, 128}  # background clear, the rest at 0.5
+    effects = cases["live_effects"]
+    assert effects["out_side"] * 2 == min(read_pnm(fresh_goldens / effects["frame"]).shape[:2])
+
+
+def test_sidecar_parity_cases_are_the_contracts_verdicts(fresh_goldens):
+    """The parity goldens hold the Python reader's verdicts: the real sidecar and a few valid edits
+    accepted, most tampered copies refused with a message naming the field; the app's one difference
+    (it needs output.shape and output.dtype) only where those are missing."""
+    parity = json.loads((fresh_goldens / "sidecar_parity.json").read_text())
+    cases = {c["name"]: c for c in parity["cases"]}
+    assert cases["real"]["accepted"] and cases["real"]["values"]["output_quant"][1] == 146
+    refused = [c for c in cases.values() if not c["accepted"]]
+    assert len(refused) > 40 and all(c["error"] for c in refused)
+    assert {n for n, c in cases.items() if c.get("app_needs")} == {"missing_output_shape", "missing_output_dtype"}
+    for name in ("missing_classes", "quant_scale_zero", "layout_unknown", "quant_zero_point_float", "palette_short"):
+        assert not cases[name]["accepted"], name
+    assert cases["nchw_input"]["values"]["input_layout"] == "NCHW" and cases["bgr"]["values"]["channel_order"] == "BGR"
 
 
 def test_java_core_matches_python_goldens(fresh_goldens):

@@ -20,39 +20,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
 from PIL import Image
 
-from conftest import CELEBAMASK_MINI, require_shared
-from test_bench import fake_adb  # noqa: F401  (the fake `adb` fixture)
-from training_fixtures import write_tiny_prepared
+from conftest import CELEBAMASK_MINI, TINY, assert_clean_error, face_jpeg, invoke, require_shared, write_tiny_prepared
 
 from facesegtool.atomic import OutputError, check_writable_dir, write_bytes_atomic
 from facesegtool.bench.adb import AdbError, parse_devices, run_adb_bench
-from facesegtool.checkpoint import DEFAULT_INPUT, make_checkpoint, save_checkpoint
-from facesegtool.cli import main
+from facesegtool.checkpoint import DEFAULT_INPUT
 from facesegtool.data.source import BadSampleError
+from facesegtool.errors import FacesegError
 from facesegtool.imaging import read_rgb
 from facesegtool.export import WORK_OWNER, ExportReport, remove_stale_work_dirs
 from facesegtool.export.calibration import CALIBRATION_DIR, CalibrationError, calibration_array
-from facesegtool.models import create_model
 from facesegtool.verify import VerifyError, open_faces
-
-TINY = 64  # px: an untrained net is enough where the input is refused before any real work
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained small U-Net at 64 px: for runs that must stop at bad input, or only need a model that runs."""
-    torch.manual_seed(0)
-    model = create_model("unet-mobilenetv3-small").eval()
-    ckpt = make_checkpoint(model, "unet-mobilenetv3-small", input_contract=dict(DEFAULT_INPUT, size=TINY))
-    return save_checkpoint(ckpt, tmp_path_factory.mktemp("tiny") / "tiny.pt")
-
-
-def face_jpeg() -> Path:
-    return sorted(CALIBRATION_DIR.glob("*.jpg"))[0]  # a real 256 px face crop, shipped with the repo
-
 
 def truncated_jpeg(path: Path) -> Path:
     """The first third of a real face JPEG: OpenCV decodes it as a face over two thirds of grey."""
@@ -80,21 +60,6 @@ def under_a_file(tmp_path: Path) -> Path:
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file")
     return blocker / "out"
-
-
-def assert_clean_error(result: Result, *fragments: str) -> str:
-    """Exit 2, no traceback, and one `error:` line holding every fragment (file names, advice); returns it."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
-    matching = [ln for ln in lines if all(f in ln for f in fragments)]
-    assert matching, f"no error line with {fragments} in:\n{result.output}"
-    return matching[0]
-
-
-def invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def files_in(folder: Path) -> list[str]:
@@ -413,7 +378,7 @@ def test_host_bench_exits_non_zero_when_a_model_fails(small_checkpoint, small_ex
 
 def test_bench_and_verify_without_options_after_export(small_checkpoint, small_export, tmp_path, monkeypatch):
     """`make export` leaves exports/default; a clone has no ../shared/data: both commands still do something useful."""
-    import facesegtool.verify.faces as verify_faces
+    import facesegtool.data.faces as verify_faces
 
     monkeypatch.chdir(tmp_path)
     default = tmp_path / "exports" / "default"
@@ -431,3 +396,66 @@ def test_bench_and_verify_without_options_after_export(small_checkpoint, small_e
     result = invoke("verify")
     assert result.exit_code == 0, result.output
     assert "calibration/" in result.stdout and "agreement" in result.stdout
+
+
+# --- 11. one error base, caught once -----------------------------------------------------------------
+
+
+class _ErrorNoCommandNames(FacesegError, RuntimeError):
+    """A FacesegError subclass no command lists: the CLI must catch it through the base alone."""
+
+
+def _raise(exc: BaseException):
+    def library_call(*args, **kwargs):
+        raise exc
+
+    return library_call
+
+
+# Each command's one library call, and arguments that reach it (the call itself is replaced).
+COMMAND_CALLS = [
+    ("facesegtool.sweep.combine_results", ["sweep-combine", "s1", "--out", "combined"]),
+    ("facesegtool.data.stats.write_frequency_chart", ["data", "stats", "prepared"]),
+    ("facesegtool.android.install_model", ["android", "install-model", "--tflite", "m.tflite"]),
+    ("facesegtool.predict.predict", ["predict", "photo.jpg", "--out", "p"]),
+    ("facesegtool.data.registry.prepare_from_dirs", ["data", "prepare", "--synthesisai", "renders", "--out", "p"]),
+]
+
+
+@pytest.mark.parametrize("target, args", COMMAND_CALLS, ids=[c[1][0] + "-" + c[1][1] for c in COMMAND_CALLS])
+def test_any_faceseg_error_is_one_line_and_a_bug_keeps_its_exception(monkeypatch, target, args):
+    monkeypatch.setattr(target, _raise(_ErrorNoCommandNames("renders/7.png: the thing to fix")))
+    result = invoke(*args)
+    assert_clean_error(result, "renders/7.png: the thing to fix")
+    assert len([ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]) == 1
+
+    # A file the user named that cannot be read is one line too, naming the file.
+    missing = FileNotFoundError(2, "No such file or directory", "renders/7.png")
+    monkeypatch.setattr(target, _raise(missing))
+    assert_clean_error(invoke(*args), "renders/7.png: No such file or directory")
+
+    # A bug is not turned into a one-line error: the exception comes out as it is (a traceback outside CliRunner).
+    for bug in (ZeroDivisionError("division by zero"), ValueError("an internal check failed"),
+                OSError("no file involved")):
+        monkeypatch.setattr(target, _raise(bug))
+        result = invoke(*args)
+        assert result.exit_code == 1 and result.exception is bug, result.output
+        assert "error:" not in result.output
+
+
+def test_a_library_plain_value_error_for_bad_input_is_a_faceseg_error(tmp_path):
+    """Bad input the CLI once caught as bare ValueError is now a FacesegError (the CLI catches nothing else)."""
+    from facesegtool.labels import load_mapping
+    from facesegtool.predict.effects import parse_effects
+    from facesegtool.sweep import combine_results
+    from facesegtool.threads import check_threads
+
+    mapping = tmp_path / "map.json"
+    mapping.write_text("[1, 2]")
+    for call, message in ((lambda: load_mapping(mapping), "expected one JSON object"),
+                          (lambda: parse_effects("hair=#zz"), "bad colour"),
+                          (lambda: check_threads(0), "give a thread count"),
+                          (lambda: combine_results([tmp_path / "nothing"], tmp_path / "c", "t"), "no readable")):
+        with pytest.raises(FacesegError, match=message) as err:
+            call()
+        assert isinstance(err.value, ValueError)  # callers that caught ValueError still do

@@ -13,7 +13,7 @@ import pytest
 
 from facesegtool.data.synthesisai import SynthesisAI
 from facesegtool.labels import CLASS_INDEX
-from facesegtool.predict.backends import load_segmenter
+from facesegtool.segmenter import load_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 SAI = REPO.parent / "shared" / "data" / "beard-labelled" / "synthesisai-16"

@@ -8,11 +8,8 @@ on the host, only that every runtime was measured and the report holds together.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +20,6 @@ from facesegtool.bench.adb import AdbDisconnected, AdbError, check_device, parse
 from facesegtool.bench.host import BenchError, count_macs, run_host_bench
 from facesegtool.bench.report import format_table, load_report
 from facesegtool.cli import main
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 # --- host -------------------------------------------------------------------------------------
@@ -105,32 +100,6 @@ def test_cli_host_json(small_checkpoint: Path, small_export, tmp_path: Path) -> 
 
 
 # --- adb against a fake phone ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_adb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Put the fake `adb` first on PATH; returns a function setting the scenario and reading its state."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    adb = bin_dir / "adb"
-    adb.write_text(f"#!{sys.executable}\n" + (FIXTURES / "fake_adb.py").read_text())
-    adb.chmod(adb.stat().st_mode | stat.S_IXUSR)
-    state = tmp_path / "adb_state.json"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_ADB_STATE", str(state))
-    monkeypatch.setenv("FAKE_ADB_FIXTURES", str(FIXTURES / "benchmark_model"))
-    monkeypatch.delenv("FACESEGTOOL_BENCHMARK_MODEL", raising=False)
-
-    class Fake:
-        def scenario(self, name: str, **env: str) -> None:
-            monkeypatch.setenv("FAKE_ADB_SCENARIO", name)
-            for k, v in env.items():
-                monkeypatch.setenv(k, v)
-
-        def state(self) -> dict:
-            return json.loads(state.read_text())
-
-    return Fake()
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def shipped_face():
     stem = (CELEBAMASK_MINI / "val.txt").read_text().split()[0]
     rgb = cv2.cvtColor(cv2.imread(str(CELEBAMASK_MINI / "images" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
     scores = upsample_scores(seg.scores(seg.fit(rgb)), rgb.shape[:2])
-    return rgb, seg.to_mask(scores), seg.soft_alphas(scores)
+    return rgb, seg.to_mask(scores), soft_alphas(scores, seg.output_kind, seg.lut, seg.classes)
 
 
 def test_soft_hair_fades_across_the_edge_where_the_hard_mask_steps(shipped_face):

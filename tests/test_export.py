@@ -37,7 +37,8 @@ from facesegtool.export import CalibrationError, ConversionError, export, parse_
 from facesegtool.export import calibration as calib
 from facesegtool.export import tflite as tfl
 from facesegtool.export.onnx import INPUT_NAME
-from facesegtool.export.sidecar import read_embedded_labels, read_embedded_metadata, read_sidecar, sha256_file
+from facesegtool.export.sidecar import read_embedded_labels, read_embedded_metadata, read_sidecar
+from facesegtool.hashing import sha256_file
 from facesegtool.labels import CLASSES, PALETTE
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -20,9 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import CELEBAMASK_MINI
-from test_bad_input import assert_clean_error, invoke, tiny_checkpoint  # noqa: F401  (tiny_checkpoint: a fixture)
-from training_fixtures import write_tiny_prepared
+from conftest import CELEBAMASK_MINI, TINY, assert_clean_error, invoke, write_tiny_prepared
 
 from facesegtool.imaging import read_rgb
 from facesegtool.export.calibration import load_calibration_images
@@ -32,7 +30,6 @@ from facesegtool.training.run_lock import LOCK_NAME
 
 pytestmark = pytest.mark.skipif(not CELEBAMASK_MINI.is_dir(), reason="shared celebamask-mini data not present")
 
-TINY = 64
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
 
@@ -47,31 +44,6 @@ def copy_of(prepared: Path, where: Path) -> Path:
 
 def listing(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def small_disk(path: Path, megabytes: float) -> Path:
-    """A tmpfs of that size at path: a real full disk (ENOSPC), not a mock."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs")
-    path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(megabytes * 1024)}k", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    return path
-
-
-@pytest.fixture()
-def disks():
-    mounted = []
-
-    def make(path: Path, megabytes: float) -> Path:
-        mounted.append(small_disk(path, megabytes))
-        return path
-
-    yield make
-    for path in mounted:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def source_dir(root: Path, names: list[str], split: str = "train") -> Path:

@@ -25,7 +25,7 @@ from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, require_shared  # noqa: 
 
 sys.path.insert(0, str(Path(__file__).parent))
 import hf_models  # noqa: E402
-from test_own_model import _faces, _training_labels  # noqa: E402
+from own_model_training import faces, training_labels  # noqa: E402
 
 TRAIN_IMAGES = 32
 TRAIN_STEPS = 30
@@ -37,8 +37,8 @@ def _train(name: str) -> torch.nn.Module:
     size, contract = hf_models.ARCHITECTURES[name]
     torch.manual_seed(0)
     net = hf_models.BUILDERS[name]()
-    images, ids = _faces((CELEBAMASK_MINI / "train.txt").read_text().split()[:TRAIN_IMAGES], size)
-    labels = torch.from_numpy(_training_labels("celebamask19")[ids])
+    images, ids = faces((CELEBAMASK_MINI / "train.txt").read_text().split()[:TRAIN_IMAGES], size)
+    labels = torch.from_numpy(training_labels("celebamask19")[ids])
     if contract["channel_order"] == "BGR":
         images = images[..., ::-1]
     x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
@@ -134,7 +134,9 @@ def test_without_transformers_a_pt2_is_refused_with_the_remedy(hf_saved, tmp_pat
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", list(hf_models.ARCHITECTURES))
+# SegFormer (the hubs' most used face parser) in the fast form; the other two convert only in the full suite.
+@pytest.mark.parametrize("name", [n if n == "segformer" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in hf_models.ARCHITECTURES])
 def test_every_architecture_exports_and_verifies(hf_saved, name, tmp_path, capsys):
     """The README recipe end to end: .pt2 + spec -> fp32 and int8 TFLite -> verify on real val faces.
 
@@ -180,7 +182,7 @@ def test_wrong_contract_is_caught_on_faces_before_export(hf_saved):
     common contract that scores far better, named with the spec line that fixes it."""
     from facesegtool.contract_check import check_contract_on_faces
     from facesegtool.model_source import load_source
-    from facesegtool.verify.faces import open_faces
+    from facesegtool.data.faces import open_faces
 
     saved = hf_saved["segformer"]
     faces = open_faces(CELEBAMASK_MINI, "val", size=saved["size"], limit=6)

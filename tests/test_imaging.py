@@ -68,7 +68,7 @@ def test_every_suffix_is_listed_and_decodes_to_the_face(faces_every_suffix):
 
 
 def test_verify_data_reads_every_suffix_from_a_plain_and_a_labelled_folder(faces_every_suffix, labelled_every_suffix):
-    from facesegtool.verify.faces import open_faces
+    from facesegtool.data.faces import open_faces
 
     plain = open_faces(faces_every_suffix, size=SMALL_SIZE)
     assert plain.kind == "images" and len(plain) == len(IMAGE_SUFFIXES)

@@ -11,20 +11,11 @@ import torch.nn.functional as F
 
 from facesegtool.data.dataset import FaceParsingDataset, load_prepared
 from facesegtool.labels import CLASS_INDEX, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
-from facesegtool.training.losses import LOSSES, build_loss, class_weights
+from facesegtool.training.losses import LOSSES, build_loss, loss_weights
 from facesegtool.training.optim import OPTIMIZERS, build_optimizer
-from training_fixtures import CELEBAMASK_MINI, write_tiny_prepared
+from conftest import CELEBAMASK_MINI, write_tiny_prepared
 
-pytestmark = pytest.mark.skipif(not CELEBAMASK_MINI.is_dir(), reason="shared celebamask-mini data not present")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the machine is shared: one intra-op thread avoids spinning against other processes
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.skipif(not CELEBAMASK_MINI.is_dir(), reason="shared celebamask-mini data not present"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +58,7 @@ def test_each_loss_finite_and_decreasing_on_real_faces(name, scheme, prepared, b
     x, y = batch
     y = y.clone()
     y[:, :2, :] = IGNORE_INDEX  # a band of unlabelled pixels, as off-palette edges give
-    weights = class_weights(load_prepared(prepared), scheme)
+    weights = loss_weights(load_prepared(prepared), scheme)
     losses = fit(build_loss(name, weights), x, y, steps=20)
     assert all(math.isfinite(v) for v in losses), losses
     assert losses[-1] < 0.9 * losses[0], f"{name}/{scheme} did not decrease: {losses}"
@@ -159,9 +150,9 @@ def test_bias_loss_is_ce_scaled_by_its_variance_factor(batch):
 
 def test_weight_schemes_from_the_manifest(prepared):
     manifest = load_prepared(prepared)
-    assert class_weights(manifest, "equal") == [1.0] * NUM_CLASSES
-    assert class_weights(manifest, "empirical") == list(map(float, EMPIRICAL_WEIGHTS))
-    prop = class_weights(manifest, "proportional")
+    assert loss_weights(manifest, "equal") == [1.0] * NUM_CLASSES
+    assert loss_weights(manifest, "empirical") == list(map(float, EMPIRICAL_WEIGHTS))
+    prop = loss_weights(manifest, "proportional")
     pixels = manifest["class_pixels"]["train"]
     present = [i for i, p in enumerate(pixels) if p > 0]
     # inverse frequency: rarer classes weigh more; normalised to geometric mean 1
@@ -170,9 +161,9 @@ def test_weight_schemes_from_the_manifest(prepared):
     assert math.exp(sum(math.log(prop[i]) for i in present) / len(present)) == pytest.approx(1.0, rel=1e-4)
     # a manifest without the table gets the same numbers computed from its pixel counts
     bare = {k: v for k, v in manifest.items() if k != "weights"}
-    assert class_weights(bare, "proportional") == pytest.approx(prop, rel=1e-5)
+    assert loss_weights(bare, "proportional") == pytest.approx(prop, rel=1e-5)
     with pytest.raises(ValueError, match="unknown weight scheme"):
-        class_weights(manifest, "magic")
+        loss_weights(manifest, "magic")
 
 
 def test_unknown_names_are_clear():

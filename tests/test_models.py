@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 from click.testing import CliRunner
-from conftest import CELEBAMASK_MINI, read_celebamask_pairs, require_shared, val_faces
+from conftest import CELEBAMASK_MINI, ParallelExports, read_celebamask_pairs, require_shared, val_faces
 
 from facesegtool.checkpoint import DEFAULT_INPUT
 from facesegtool.cli import main
@@ -157,32 +157,54 @@ def _briefly_trained(name: str) -> nn.Module:
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def registry_fp32(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """name -> (briefly trained model, its fp32 export: variant -> tflite, sidecar, graph) of each registry model
+    whose agreement test was selected (`-k ddrnet23` converts one). Two convert at once while the next trains."""
+    require_shared(CELEBAMASK_MINI)
+    from facesegtool.checkpoint import make_checkpoint, save_checkpoint
+
+    root = tmp_path_factory.mktemp("registry-fp32")
+    contract = dict(DEFAULT_INPUT, size=CONVERSION_SIZE)
+    selected = [item.callspec.params["name"] for item in request.session.items
+                if item.originalname == "test_fp32_tflite_agrees_with_torch_on_real_faces"]
+    exports, models = ParallelExports(root), {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two exports and this process share the cores
+    try:
+        for name in selected:
+            models[name] = _briefly_trained(name)
+            ckpt = save_checkpoint(make_checkpoint(models[name], name, input_contract=contract), root / f"{name}.pt")
+            exports.start(name, checkpoint=ckpt, quant="fp32", out_dir=root / name)
+        torch.set_num_threads(threads)
+        yield {name: (model, exports) for name, model in models.items()}
+    finally:
+        torch.set_num_threads(threads)
+        exports.stop()
+
+
 @pytest.mark.slow  # trains and exports every registry model
 @pytest.mark.parametrize("name", list_models())
-def test_fp32_tflite_agrees_with_torch_on_real_faces(name, tmp_path):
+def test_fp32_tflite_agrees_with_torch_on_real_faces(name, registry_fp32):
     """Every registry model (new ones too): the exported fp32 TFLite gives PyTorch's mask on real val faces.
 
     The converter, not just the ONNX file, must keep the model: a wrong op mapping shows as lost
     agreement (DDRNet's BatchNorm after a keepdim mean once gave 56 %); `verify --diagnose` names the node.
     """
-    require_shared(CELEBAMASK_MINI)
-    from facesegtool.checkpoint import make_checkpoint, save_checkpoint
-    from facesegtool.export import export
     from facesegtool.tflite_runner import TFLiteModel
-    from facesegtool.verify.compare import torch_logits
+    from facesegtool.segmenter import torch_scores
 
-    model = _briefly_trained(name)
+    model, exports = registry_fp32[name]
+    exported = exports.result(name)["fp32"]
     contract = dict(DEFAULT_INPUT, size=CONVERSION_SIZE)
-    ckpt = save_checkpoint(make_checkpoint(model, name, input_contract=contract), tmp_path / f"{name}.pt")
-    report = export(checkpoint=ckpt, quant="fp32", out_dir=tmp_path / "out", progress=False)
-    tflite = TFLiteModel(report.variants["fp32"].tflite)
+    tflite = TFLiteModel(exported["tflite"])
     images, _ = val_faces(CONVERSION_VAL_FACES, CONVERSION_SIZE)
     agree, max_diff, scale = [], 0.0, 0.0
     for image in images:
-        want, got = torch_logits(model, image, contract), tflite.logits(image)
+        want, got = torch_scores(model, image, contract), tflite.logits(image)
         agree.append(float((want.argmax(-1) == got.argmax(-1)).mean()))
         max_diff, scale = max(max_diff, float(np.abs(got - want).max())), max(scale, float(np.abs(want).max()))
-    graph = report.variants["fp32"].graph
+    graph = exported["graph"]
     print(f"\n{name}: agreement {100 * np.mean(agree):.3f} %, max |dlogit| {max_diff:.2g} (max |logit| {scale:.3g}), "
           f"layout ops {graph['layout_ops']}, GPU-incompatible {sorted(graph['gpu_incompatible']) or 'none'}, "
           f"ops {graph['ops']}")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, REPO, require_shared
+from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, REPO, require_shared, write_tiny_prepared
 from facesegtool.checkpoint import make_checkpoint, save_checkpoint, load_model
 from facesegtool.cli import main
 from facesegtool.data.carve import carve_dev_split
@@ -26,7 +26,6 @@ from facesegtool.models import create_model
 from facesegtool.models import pretrained as pt
 from facesegtool.models.mbconv_encoders import MBConvEncoder
 from facesegtool.models.summary import count_macs
-from training_fixtures import write_tiny_prepared
 
 NEW_MODELS = {"unet-efficientnet-lite0": "efficientnet-lite0", "unet-mobilenetv2": "mobilenetv2"}
 

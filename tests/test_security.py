@@ -16,12 +16,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import CELEBAMASK_MINI, require_shared
-from test_bad_input import assert_clean_error, face_jpeg, invoke, tiny_checkpoint  # noqa: F401  (a fixture)
+from conftest import CELEBAMASK_MINI, assert_clean_error, face_jpeg, invoke, require_shared
 
 from facesegtool.checkpoint import read_checkpoint, save_checkpoint
 from facesegtool.export.onnx import ExportError
-from facesegtool.export.sidecar import sha256_file
+from facesegtool.hashing import sha256_file
 
 HELPER = """
 from pathlib import Path

@@ -147,7 +147,7 @@ def test_verify_reports_mediapipe_and_fails_a_file_whose_metadata_lies(small_exp
     flatbuffer_utils.write_model(flatbuffer_utils.read_model(str(src.tflite)), str(bad))
     write_standard_metadata(bad, StandardMetadata(name="liar", labels=list(CLASSES), mean=[127.5], std=[127.5]))
     side = json.loads(src.sidecar.read_text())
-    from facesegtool.export.sidecar import sha256_file
+    from facesegtool.hashing import sha256_file
 
     side["sha256"] = sha256_file(bad)
     (tmp_path / src.sidecar.name).write_text(json.dumps(side))

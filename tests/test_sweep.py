@@ -61,7 +61,7 @@ def sweep_env() -> dict:
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory) -> Path:
     require_shared(CELEBAMASK_MINI)
-    from training_fixtures import write_tiny_prepared
+    from conftest import write_tiny_prepared
 
     return write_tiny_prepared(tmp_path_factory.mktemp("sweep-data") / "prepared", n_train=8, n_val=4, size=64)
 
@@ -234,7 +234,7 @@ def test_failing_trial_is_a_row_and_the_sweep_goes_on(killed_and_resumed):
     assert "Traceback" in (out / "trials" / "03-bad-export" / "error.txt").read_text()
     assert "failed bad-export at export" in rerun.stdout
     md = (out / "results.md").read_text()
-    assert "**failed** (export)" in md and "`bad-export` at export: ValueError" in md
+    assert "**failed** (export)" in md and "`bad-export` at export: ExportOptionError" in md
     # A rerun runs nothing more: finished trials, failed ones included, are kept.
     again = subprocess.run(sweep_command(killed_and_resumed["spec"], out), capture_output=True, text=True,
                            env=sweep_env(), timeout=600)
@@ -350,3 +350,49 @@ def test_an_empty_trials_list_is_refused(tmp_path):
     spec_file.write_text(yaml.safe_dump({"data": {"prepared": "p"}, "trials": []}))
     with pytest.raises(SpecError, match="'trials' is empty"):
         load_spec(spec_file)
+
+
+def test_spec_sources_are_built_by_the_data_prepare_registry(tmp_path):
+    """A spec's facesynthetics: / synthesisai: keys prepare the same set as `data prepare` with those options."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from conftest import SHARED
+    from facesegtool.cli import main
+    from facesegtool.data.dataset import load_prepared
+    from facesegtool.labels import CLASS_INDEX
+    from facesegtool.sweep.runner import prepare_data
+
+    fs_all, sai_all = SHARED / "beard-labelled" / "facesynthetics-100", SHARED / "beard-labelled" / "synthesisai-16"
+    require_shared(fs_all, sai_all)
+    fs, sai = tmp_path / "fs", tmp_path / "sai"
+    fs.mkdir()
+    sai.mkdir()
+    for name in ("000005", "000008", "000012"):  # beard + mouth interior; glasses; beard + headwear
+        for suffix in (".png", "_seg.png"):
+            shutil.copy(fs_all / f"{name}{suffix}", fs)
+    for name in ("0", "1"):  # no beard; beard + mustache + glasses
+        for suffix in (".rgb.png", ".segments.png", ".info.json"):
+            shutil.copy(sai_all / f"{name}{suffix}", sai)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "beards", "data": {"facesynthetics": str(fs), "synthesisai": [str(sai)],
+                                                                    "size": 64, "val_fraction": 0.3}}))
+    swept = load_prepared(prepare_data(load_spec(spec_path), tmp_path / "sweep"))
+
+    result = CliRunner().invoke(main, ["data", "prepare", "--facesynthetics", str(fs), "--synthesisai", str(sai),
+                                       "--size", "64", "--val-fraction", "0.3", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    prepared = load_prepared(tmp_path / "cli")
+    assert [s["kind"] for s in swept["sources"]] == ["facesynthetics", "synthesisai"]
+    assert swept["sources"] == prepared["sources"] and swept["items"] == prepared["items"]
+    assert swept["class_pixels"] == prepared["class_pixels"]
+    beard = CLASS_INDEX["beard"]
+    assert sum(swept["class_pixels"][split][beard] for split in ("train", "val")) > 0  # the sources' own beard labels
+
+
+def test_spec_refuses_a_data_source_the_registry_does_not_know(tmp_path):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"data": {"lapa": "somewhere", "size": 64}}))
+    with pytest.raises(SpecError, match=r"unknown key\(s\) lapa in data; allowed: .*facesynthetics.*synthesisai"):
+        load_spec(spec_path)

@@ -30,21 +30,13 @@ from facesegtool.labels import CLASSES, PALETTE, colorize
 from facesegtool.metrics import scores_from_confusion
 from facesegtool.training.evaluate import evaluate
 from facesegtool.training.loop import TrainConfig, TrainingError, train
-from training_fixtures import CELEBAMASK_MINI, write_tiny_prepared
+from conftest import CELEBAMASK_MINI, write_tiny_prepared
 
-pytestmark = pytest.mark.skipif(not CELEBAMASK_MINI.is_dir(), reason="shared celebamask-mini data not present")
+pytestmark = [pytest.mark.skipif(not CELEBAMASK_MINI.is_dir(), reason="shared celebamask-mini data not present"), pytest.mark.usefixtures("one_thread")]
 
 MODEL = "unet-mobilenetv3-small"
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared cores: more threads spin against other processes
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from conftest import CELEBAMASK_MINI, FACES_UNLABELLED, SMALL_SIZE, require_shar
 
 from facesegtool.checkpoint import read_checkpoint, save_checkpoint
 from facesegtool.cli import main
-from facesegtool.export.sidecar import sha256_file
+from facesegtool.hashing import sha256_file
 from facesegtool.tflite_runner import TFLiteModelError
 from facesegtool.verify import VerifyError, open_faces, summary_text, verify
 

@@ -4,15 +4,13 @@ face, and consecutive masks agree more (known motion undone) with tracking and s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES_IN_THE_WILD, require_shared
 
-from pathlib import Path
-
-from test_bad_input import assert_clean_error, invoke, tiny_checkpoint  # noqa: F401  (tiny_checkpoint: a fixture)
-from test_faults import disks  # noqa: F401  (a small tmpfs: a real full disk)
+from conftest import FACES_IN_THE_WILD, assert_clean_error, invoke, require_shared
 
 from android_goldens import GOLDEN_DIR, read_tensor
 from facesegtool.labels import CLASSES

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from facesegtool.imaging import read_index_mask, read_rgb  # noqa: E402
 from facesegtool.labels import CLASS_INDEX  # noqa: E402
-from facesegtool.predict.backends import TorchSegmenter  # noqa: E402
+from facesegtool.segmenter import TorchSegmenter  # noqa: E402
 from facesegtool.predict.detect import load_detector  # noqa: E402
 from facesegtool.predict.parse import parse_image  # noqa: E402
 

@@ -27,7 +27,7 @@ from facesegtool import mediapipe_runtime  # noqa: E402
 from facesegtool.bench.host import host_description, time_calls  # noqa: E402
 from facesegtool.export import export  # noqa: E402
 from facesegtool.tflite_runner import TFLiteModel  # noqa: E402
-from facesegtool.verify.faces import open_faces  # noqa: E402
+from facesegtool.data.faces import open_faces  # noqa: E402
 from facesegtool.verify.mediapipe_check import mediapipe_agreement  # noqa: E402
 
 CHOICES = [  # (label, export options)
@@ -40,12 +40,13 @@ CHOICES = [  # (label, export options)
 
 def measure(model: str | None, n_faces: int, runs: int) -> dict:
     from facesegtool.model_source import load_source
-    from facesegtool.verify.compare import torch_logits
+    from facesegtool.segmenter import TorchSegmenter
 
     source = load_source(model)
     faces = list(open_faces(None, "val", size=int(source.contract["size"]), limit=n_faces))
     images = [f.image for f in faces]
-    torch_masks = [torch_logits(source.net, img, source.contract).argmax(-1) for img in images]
+    reference = TorchSegmenter(source=source)
+    torch_masks = [reference.input_scores(img).argmax(-1) for img in images]
     rows, before = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, options) in enumerate(CHOICES):

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from facesegtool.atomic import write_bytes_atomic  # noqa: E402
 from facesegtool.imaging import read_rgb  # noqa: E402
-from facesegtool.predict.backends import Segmenter, TorchSegmenter  # noqa: E402
+from facesegtool.segmenter import Segmenter, TorchSegmenter  # noqa: E402
 from facesegtool.predict.detect import FaceDetector, load_detector  # noqa: E402
 from facesegtool.predict.effects import DEFAULT_EFFECTS, DEFAULT_HAIR, Effects, apply_effects, overlay  # noqa: E402
 from facesegtool.predict.measures import consecutive_iou, seam_pixels, shaky_clip  # noqa: E402

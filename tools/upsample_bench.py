@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from facesegtool.imaging import read_index_mask, read_rgb  # noqa: E402
 from facesegtool.labels import CLASSES, IGNORE_INDEX, celebamask_lut  # noqa: E402
-from facesegtool.predict.backends import TorchSegmenter  # noqa: E402
+from facesegtool.segmenter import TorchSegmenter  # noqa: E402
 from facesegtool.predict.detect import load_detector  # noqa: E402
 from facesegtool.predict.parse import UPSAMPLE_MODES, parse_image, scores_to_mask  # noqa: E402
 

@@ -37,9 +37,10 @@ from typing import Sequence
 from tqdm import tqdm
 
 from ..atomic import check_writable_dir
-from ..tflite_runner import TFLiteModelError, read_sidecar
+from ..errors import FacesegError
+from ..contract import ContractError, read_contract
 from .benchmark_output import BenchmarkModelResult, parse_benchmark_output
-from .host import BenchError, collect_models, default_export_dir
+from .host import BenchError, collect_models, default_export_dir, in_variant_order
 from .report import new_report, plot_report, report_stem, save_report
 
 REMOTE_DIR = "/data/local/tmp/facesegtool"
@@ -82,7 +83,7 @@ _GONE = ("device offline", "not found", "no devices/emulators found", "error: cl
          "protocol fault", "connection reset")
 
 
-class AdbError(RuntimeError):
+class AdbError(FacesegError, RuntimeError):
     """adb or the device cannot be used; the message says what to do."""
 
 
@@ -426,17 +427,17 @@ def run_adb_bench(
     info = describe(device)
     info["benchmark_binary"] = binary.name
 
-    sidecars = {}
+    contracts = {}
     for p in tflites:
         try:
-            sidecars[p] = read_sidecar(p)
-        except TFLiteModelError:
-            sidecars[p] = {}  # benchmark_model needs no sidecar; the variant is then the file name
-    first = next((s for s in sidecars.values() if s), {})
-    shape = first.get("input", {}).get("shape")
+            contracts[p] = read_contract(p)
+        except ContractError:
+            contracts[p] = None  # benchmark_model needs no sidecar; the variant is then the file name
+    tflites = in_variant_order({p: c.variant if c else None for p, c in contracts.items()})
+    first = next((contracts[p] for p in tflites if contracts[p]), None)
     report = new_report(
         "adb", device=info,
-        model={"name": first.get("model", tflites[0].stem), "input_size": shape[1:3] if shape else None,
+        model={"name": first.model if first else tflites[0].stem, "input_size": list(first.size) if first else None,
                "files": [str(p) for p in tflites]},
         runs=runs, warmup=warmup, delegates=delegates, threads=threads, op_profiling=op_profiling,
         require_full_delegation=require_full_delegation, reference=None,
@@ -448,7 +449,7 @@ def run_adb_bench(
     if info["abi"] and not info["abi"].startswith("arm64"):
         report["notes"].append(f"device ABI is {info['abi']}: an android_aarch64 benchmark_model will not run on it")
 
-    variants = {p: str(sidecars[p].get("variant") or p.stem) for p in tflites}
+    variants = {p: contracts[p].variant if contracts[p] else p.stem for p in tflites}
     if len(set(variants.values())) < len(variants):  # two exports of one variant: tell them apart by file
         variants = {p: p.stem for p in tflites}
     ref_model = next((p for p in tflites if variants[p] == "fp32"), tflites[0])

@@ -42,6 +42,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from ..errors import FacesegError
+
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 _TIMINGS = re.compile(
@@ -100,7 +102,7 @@ _SEVERITY = re.compile(r"^\s*(?:(INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG): |
 _KERNEL_OF = {"GPU": "TfLiteGpuDelegate", "NNAPI": "TfLiteNnapiDelegate", "XNNPACK": "TfLiteXNNPackDelegate"}
 
 
-class BenchmarkOutputError(ValueError):
+class BenchmarkOutputError(FacesegError, ValueError):
     """The text holds no benchmark_model timing line (the run failed or this is not its output)."""
 
 

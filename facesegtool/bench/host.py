@@ -28,15 +28,16 @@ from tqdm import tqdm
 
 from ..atomic import check_writable_dir
 from ..checkpoint import DEFAULT_EXPORT_DIR
+from ..contract import Contract, ContractError, Normalization, exported_from, read_contract
+from ..errors import FacesegError
+from ..export.variants import variant_rank
 from ..model_source import LoadedModel, load_exported_source
 from ..threads import check_threads
-from ..tflite_runner import TFLiteModel, TFLiteModelError, read_sidecar
+from ..tflite_runner import TFLiteModel
 from .report import new_report, plot_report, report_stem, save_report
 
-VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
 
-
-class BenchError(ValueError):
+class BenchError(FacesegError, ValueError):
     """Bad bench input (missing files, models of different size or origin); the message says what to do."""
 
 
@@ -206,14 +207,12 @@ def collect_models(export_dir: str | Path | None, models: Sequence[str | Path] =
     tflites = [p for p in files if p.suffix == ".tflite"]
     onnxs = [p for p in files if p.suffix == ".onnx"]
 
-    def variant_rank(p: Path) -> tuple[int, str]:
-        try:
-            v = read_sidecar(p).get("variant")
-        except TFLiteModelError:
-            v = None
-        return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), p.name)
+    return tflites, onnxs
 
-    return sorted(tflites, key=variant_rank), onnxs
+
+def in_variant_order(variants: dict[Path, str | None]) -> list[Path]:
+    """The .tflite files (each with its recorded variant, None when unknown) in the canonical variant order."""
+    return sorted(variants, key=lambda p: (variant_rank(variants[p]), p.name))
 
 
 def default_export_dir(export_dir: str | Path | None, models: Sequence[str | Path],
@@ -226,13 +225,9 @@ def default_export_dir(export_dir: str | Path | None, models: Sequence[str | Pat
     return export_dir, False
 
 
-def _input_size(tflites: list[Path], ckpt: dict) -> tuple[int, int]:
+def _input_size(contracts: dict[Path, Contract], ckpt: dict) -> tuple[int, int]:
     """The one input size every model is measured at: the exports' (they must agree), else the checkpoint's."""
-    sizes = {}
-    for p in tflites:
-        shape = read_sidecar(p)["input"]["shape"]
-        layout = read_sidecar(p)["input"].get("layout", "NHWC")
-        sizes[p.name] = tuple(shape[1:3] if layout == "NHWC" else shape[2:4])
+    sizes = {p.name: contract.size for p, contract in contracts.items()}
     if len(set(sizes.values())) > 1:
         listing = ", ".join(f"{n}: {h}x{w}" for n, (h, w) in sizes.items())
         raise BenchError(f"the .tflite files take different input sizes ({listing}); bench one export at a time")
@@ -242,17 +237,12 @@ def _input_size(tflites: list[Path], ckpt: dict) -> tuple[int, int]:
     return s, s
 
 
-def _check_same_model(tflites: list[Path], source: LoadedModel) -> None:
-    name = source.name
-    for p in tflites:
-        sidecar = read_sidecar(p)
-        exported = sidecar.get("model")
-        recorded = (sidecar.get("source") or {}).get("sha256")
-        if (recorded and recorded != source.sha256) or (exported and exported != name):
+def _check_same_model(contracts: dict[Path, Contract], source: LoadedModel) -> None:
+    for p, contract in contracts.items():
+        if not exported_from(contract, source):
             raise BenchError(
-                f"{p.name} was exported from a {exported!r} model "
-                f"({(sidecar.get('source') or {}).get('ref', 'another file')}) but {source.ref or source.path} is "
-                f"{name!r}: pass the model it was exported from with --model"
+                f"{p.name} was exported from a {contract.model!r} model ({contract.source.ref or 'another file'}) "
+                f"but {source.ref or source.path} is {source.name!r}: pass the model it was exported from with --model"
             )
 
 
@@ -312,14 +302,16 @@ def run_host_bench(
     if out_dir is not None:
         check_writable_dir(out_dir, "--out")  # now, not after all the measuring
     export_dir, found_default = default_export_dir(export_dir, models, checkpoint)
-    tflites, onnxs = collect_models(export_dir, models)
+    found, onnxs = collect_models(export_dir, models)
+    contracts = {p: read_contract(p) for p in found}  # each sidecar read once, here
+    tflites = in_variant_order({p: c.variant for p, c in contracts.items()})
 
     t0 = time.perf_counter()
-    source = load_exported_source(checkpoint, [read_sidecar(p) for p in tflites], spec=spec, weights=weights)
+    source = load_exported_source(checkpoint, [contracts[p].raw for p in tflites], spec=spec, weights=weights)
     torch_init_ms = (time.perf_counter() - t0) * 1e3
     model, ckpt, ckpt_path = source.net, source.ckpt, source.path
-    _check_same_model(tflites, source)
-    size = _input_size(tflites, ckpt)
+    _check_same_model(contracts, source)
+    size = _input_size(contracts, ckpt)
     if source.format == "onnx" and not onnxs:
         onnxs = [source.path]  # the reference itself: its ONNX Runtime row is the one to compare against
 
@@ -361,16 +353,12 @@ def run_host_bench(
     # Latency does not depend on the pixels (no data-dependent control flow), so a fixed random image will do;
     # it goes through each runtime's real input path (the sidecar's normalisation/quantization for TFLite).
     rgb = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
-    contract = ckpt["input"]
-    rgb_model = rgb[..., ::-1] if str(contract.get("channel_order", "RGB")).upper() == "BGR" else rgb
-    x = (rgb_model.astype(np.float32) / float(contract.get("scale", 255.0)) - np.asarray(contract["mean"], np.float32)) / np.asarray(
-        contract["std"], np.float32
-    )
+    x = Normalization.of(ckpt["input"]).array(rgb)  # the reference's input (PyTorch, ONNX Runtime)
     x_nchw = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
     labels = {ckpt_path: "pytorch"}
     labels.update({p: "onnxruntime" if len(onnxs) == 1 else f"onnxruntime {p.stem}" for p in onnxs})
-    variants = {p: str(read_sidecar(p).get("variant") or p.stem) for p in tflites}
+    variants = {p: contracts[p].variant for p in tflites}
     unique = len(set(variants.values())) == len(variants)
     labels.update({p: f"tflite {variants[p] if unique else p.stem}" for p in tflites})
     torch_rows = [] if source.format == "onnx" else [("pytorch", ckpt_path)]
@@ -456,6 +444,6 @@ def _measure(kind: str, path: Path, label: str, threads: int, runs: int, warmup:
                 return None
 
         row.update(time_calls(call, runs, warmup))
-    except (BenchError, TFLiteModelError, RuntimeError, ValueError, OSError) as exc:
+    except (BenchError, ContractError, RuntimeError, ValueError, OSError) as exc:
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
     return row

@@ -73,6 +73,25 @@ def save_report(report: dict, out_dir: str | Path) -> Path:
     return path
 
 
+def failures(report: dict, out_dir: str | Path) -> list[str]:
+    """What makes a finished bench fail (exit status 2), one message each; none when it passed.
+
+    On the host every model must run; on a phone a delegate may refuse a model, so only a bench
+    where no benchmark_model run produced timings fails.
+    """
+    if report["kind"] == "host":
+        failed = {r["file"]: r["error"] for r in report["results"] if r["status"] != "ok"}  # one line per file
+        return [f"{file} could not be measured ({error}); re-export it with `facesegtool export`"
+                for file, error in failed.items()]
+    if any(r["status"] != "failed" for r in report["results"]):
+        return []
+    first = next(iter(report["results"]), None)
+    why = f"{first['file']} / {first['delegate']}: {first['error']}" if first else "no runs"
+    raw = Path(out_dir) / f"{report_stem(report)}_raw"
+    return [f"no benchmark_model run produced timings ({why}); read the raw outputs in {raw}/ "
+            "and check the binary (--benchmark-binary) and the models"]
+
+
 def load_report(path: str | Path) -> dict:
     report = json.loads(Path(path).read_text())
     if report.get("format") != FORMAT:

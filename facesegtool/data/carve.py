@@ -20,8 +20,8 @@ from ..atomic import check_writable_dir
 from ..imaging import read_index_mask
 from ..labels import NUM_CLASSES
 from .dataset import PreparedDataError, load_prepared, split_names
-from .prepare import MANIFEST_FORMAT, _replace_dir, class_weights
-from .source import BadSampleError, stable_fraction
+from .prepare import replace_dir, weight_schemes
+from .source import PREPARED_FORMAT, BadSampleError, stable_fraction
 
 
 def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: int = 0) -> dict:
@@ -50,14 +50,14 @@ def carve_dev_split(prepared: str | Path, out: str | Path, holdout: int, seed: i
         "items": items,
         "carved_from": {"path": str(prepared), "holdout": holdout, "seed": seed, "val_left_out": len(split_names(manifest, "val"))},
         "class_pixels": {split: [int(v) for v in counts] for split, counts in pixels.items()},
-        "weights": class_weights(pixels["train"]),
+        "weights": weight_schemes(pixels["train"]),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     for sub in ("images", "masks"):
         os.symlink(os.path.relpath(prepared / sub, out.resolve()), tmp / sub)  # relative to where the link will live
     (tmp / "manifest.json").write_text(json.dumps(carved, indent=1))
-    _replace_dir(tmp, out)
+    replace_dir(tmp, out)
     return carved
 
 
@@ -77,7 +77,7 @@ def _check_carve_out(prepared: Path, out: Path) -> None:
         return
     try:
         existing = json.loads((out / "manifest.json").read_text())
-        carved = existing.get("format") == MANIFEST_FORMAT and "carved_from" in existing
+        carved = existing.get("format") == PREPARED_FORMAT and "carved_from" in existing
     except (OSError, ValueError, AttributeError):
         carved = False
     if not carved or out.is_symlink():

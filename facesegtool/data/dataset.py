@@ -16,15 +16,16 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import DEFAULT_INPUT
+from ..contract import Normalization
+from ..errors import FacesegError
 from ..imaging import read_index_mask, read_rgb, resize_image, resize_mask
 from ..labels import CLASSES
-from .source import BadSampleError
+from .source import PREPARED_FORMAT, BadSampleError
 
-MANIFEST_FORMAT = "facesegtool-prepared"
 SPLITS = ("train", "val")
 
 
-class PreparedDataError(ValueError):
+class PreparedDataError(FacesegError, ValueError):
     """The folder is not a usable prepared dataset (the message names the file and the problem)."""
 
 
@@ -42,8 +43,8 @@ def load_prepared(path: str | Path) -> dict:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise PreparedDataError(f"{manifest_path}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise PreparedDataError(f"{manifest_path}: not a facesegtool manifest (no 'format': '{MANIFEST_FORMAT}')")
+    if not isinstance(manifest, dict) or manifest.get("format") != PREPARED_FORMAT:
+        raise PreparedDataError(f"{manifest_path}: not a facesegtool manifest (no 'format': '{PREPARED_FORMAT}')")
     for key in ("size", "classes", "items"):
         if key not in manifest:
             raise PreparedDataError(f"{manifest_path}: missing '{key}'")
@@ -56,7 +57,7 @@ def load_prepared(path: str | Path) -> dict:
 
 def split_names(manifest: dict, split: str) -> list[str]:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise PreparedDataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     return [item["name"] for item in manifest["items"] if item.get("split") == split]
 
 
@@ -78,13 +79,8 @@ def read_pair(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_input_tensor(rgb: np.ndarray, contract: dict = DEFAULT_INPUT) -> torch.Tensor:
-    """RGB uint8 H x W x 3 -> normalised float 3 x H x W, per the input contract."""
-    if str(contract.get("channel_order", "RGB")).upper() == "BGR":  # a model trained on OpenCV's order
-        rgb = rgb[..., ::-1]
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(contract["scale"])
-    mean = torch.tensor(contract["mean"], dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(contract["std"], dtype=torch.float32).view(3, 1, 1)
-    return x.sub_(mean).div_(std)
+    """RGB uint8 H x W x 3 -> normalised float 3 x H x W, per the input contract (contract.Normalization)."""
+    return Normalization.of(contract).tensor(rgb)
 
 
 class FaceParsingDataset(Dataset):

@@ -32,9 +32,9 @@ from tqdm import tqdm
 from ..atomic import OutputError, check_apart, check_writable_dir
 from ..imaging import fit_square
 from ..labels import CLASSES, EMPIRICAL_WEIGHTS, IGNORE_INDEX, NUM_CLASSES
-from .source import PREPARED_FORMAT, BadSampleError, DataSourceError, Source, stable_fraction
+from .source import PREPARED_FORMAT, BadSampleError, DataError, DataSourceError, Source, stable_fraction
 
-MANIFEST_FORMAT, MANIFEST_VERSION = PREPARED_FORMAT, 1
+MANIFEST_VERSION = 1
 SPLITS = ("train", "val")
 
 
@@ -47,7 +47,7 @@ def assign_split(name: str, own: str | None, subject: str | None, val_fraction: 
     return ("val" if stable_fraction(name) < val_fraction else "train"), "name-hash"
 
 
-def class_weights(train_pixels: Sequence[int]) -> dict[str, list[float]]:
+def weight_schemes(train_pixels: Sequence[int]) -> dict[str, list[float]]:
     """The three weight schemes, in CLASSES order.
 
     proportional: w_c = 1 / f_c with f_c the class's share of labelled training pixels, divided by
@@ -68,6 +68,27 @@ def class_weights(train_pixels: Sequence[int]) -> dict[str, list[float]]:
         "equal": [1.0] * NUM_CLASSES,
         "empirical": [float(w) for w in EMPIRICAL_WEIGHTS],
         "proportional": [round(float(w), 6) for w in proportional],
+    }
+
+
+def new_manifest(size: int, sources: list[dict], items: list[dict], skipped: list, class_pixels: dict[str, Sequence[int]],
+                 ignored_pixels: dict[str, int], **extra) -> dict:
+    """The manifest.json of a prepared set (`data prepare`, `data pseudo-label`): its pixel counts per split and
+    the weight schemes of its train split; `extra` (val_fraction, pseudo_label) goes after the classes."""
+    train = [int(v) for v in class_pixels["train"]]
+    return {
+        "format": PREPARED_FORMAT,
+        "version": MANIFEST_VERSION,
+        "size": size,
+        "classes": list(CLASSES),
+        **extra,
+        "sources": sources,
+        "items": items,
+        "skipped": skipped,
+        "class_pixels": {split: [int(v) for v in counts] for split, counts in class_pixels.items()},
+        "ignored_pixels": ignored_pixels,
+        "absent_train_classes": [c for c, n in zip(CLASSES, train) if n == 0],
+        "weights": weight_schemes(train),
     }
 
 
@@ -93,12 +114,12 @@ def prepare(
         raise DataSourceError("no sources given (use --celebamask, --celebamask-parts, --mut1ny, --facesynthetics "
                               "or --synthesisai)")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise DataError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if size < 8:
-        raise ValueError(f"size must be at least 8 px, got {size}")
+        raise DataError(f"--size must be at least 8 px, got {size}")
     check_writable_dir(out_dir, "--out")
     check_apart({"--out": out_dir}, {"source": [s.root for s in sources]})
-    old = _check_replaceable(out_dir)
+    old = check_replaceable(out_dir)
 
     listed = []
     for source in sources:
@@ -220,24 +241,11 @@ def _write_samples(listed, tmp: Path, size: int, skip_bad: bool, val_fraction: f
         sources_out.append({**source.describe(), "samples": len(samples), "counters": counters})
     if not items:
         raise DataSourceError(f"no usable samples: all {len(skipped)} were bad (see the reasons with --skip-bad off)")
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": MANIFEST_VERSION,
-        "size": size,
-        "classes": list(CLASSES),
-        "val_fraction": val_fraction,
-        "sources": sources_out,
-        "items": items,
-        "skipped": skipped,
-        "class_pixels": {s: [int(v) for v in pixels[s]] for s in SPLITS},
-        "ignored_pixels": ignored,
-        "absent_train_classes": [c for c, n in zip(CLASSES, pixels["train"]) if n == 0],
-        "weights": class_weights(pixels["train"]),
-    }
-    return manifest
+    return new_manifest(size, sources_out, items, skipped, {s: pixels[s] for s in SPLITS}, ignored,
+                        val_fraction=val_fraction)
 
 
-def _check_replaceable(out_dir: Path, pseudo_labels: bool = False) -> dict | None:
+def check_replaceable(out_dir: Path, pseudo_labels: bool = False) -> dict | None:
     """The manifest of the set at out_dir that a new one may replace (None: no set there yet).
 
     Refused: a folder of other files, a carved set (its images/ and masks/ are links into its
@@ -249,7 +257,7 @@ def _check_replaceable(out_dir: Path, pseudo_labels: bool = False) -> dict | Non
     manifest = out_dir / "manifest.json"
     try:
         old = json.loads(manifest.read_text())
-        is_prepared = old.get("format") == MANIFEST_FORMAT
+        is_prepared = old.get("format") == PREPARED_FORMAT
     except (OSError, ValueError, AttributeError):
         is_prepared = False
     if not is_prepared:
@@ -300,7 +308,7 @@ def install_set(new: Path, out_dir: Path, old: dict | None) -> None:
     shutil.rmtree(new, ignore_errors=True)
 
 
-def _replace_dir(new: Path, out_dir: Path) -> None:
+def replace_dir(new: Path, out_dir: Path) -> None:
     """Put new at out_dir; an old prepared set is moved aside first and removed after."""
     os.chmod(new, 0o755)  # mkdtemp makes it owner-only
     old = None

@@ -31,9 +31,9 @@ from ..atomic import check_apart, model_file
 from ..imaging import IMAGE_SUFFIXES, image_files, read_rgb, square_crop, upsample_score_batch
 from ..model_source import load_source
 from ..labels import CLASSES, IGNORE_INDEX, NUM_CLASSES
-from .dataset import MANIFEST_FORMAT, to_input_tensor
-from .prepare import MANIFEST_VERSION, _check_replaceable, class_weights, install_set
-from .source import BadSampleError, DataSourceError
+from .dataset import to_input_tensor
+from .prepare import check_replaceable, install_set, new_manifest
+from .source import BadSampleError, DataError, DataSourceError
 
 
 @dataclass
@@ -75,7 +75,7 @@ def teacher_probabilities(model: torch.nn.Module, x: torch.Tensor, flip: bool = 
     return result
 
 
-def _projection(lut: np.ndarray) -> torch.Tensor:
+def class_projection(lut: np.ndarray) -> torch.Tensor:
     """labels x our classes 0/1 matrix from a label -> class LUT (IGNORE_INDEX rows all zero)."""
     matrix = torch.zeros(len(lut), NUM_CLASSES)
     for label, target in enumerate(lut):
@@ -105,28 +105,28 @@ def pseudo_label(
 ) -> PseudoLabelSummary:
     """Label every image in image_dirs with the teacher (or the mean of several); write a prepared set at out (atomically)."""
     if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        raise DataError(f"--threshold must be in [0, 1), got {threshold}")
     checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     if not checkpoints:
-        raise ValueError("give at least one teacher checkpoint")
+        raise DataError("give at least one teacher (--model)")
     out = Path(out)
     if out.is_symlink() and out.exists():  # a link to a set: write the set, keep the link
         out = Path(os.path.realpath(out))
     check_apart({"--out": out}, {"--images": image_dirs, "--model": [model_file(c) for c in checkpoints],
                                  "--spec": spec if isinstance(spec, (str, Path)) else None})
-    old = _check_replaceable(out, pseudo_labels=True)  # a labelled set is never replaced by a teacher's guesses
+    old = check_replaceable(out, pseudo_labels=True)  # a labelled set is never replaced by a teacher's guesses
     sources = [load_source(c, spec=spec) for c in checkpoints]
     for source in sources:
         if not source.spec.has_mapping:
-            raise ValueError(f"{source.path}: teacher labels {source.classes[:6]}... map onto none of our classes; "
-                             "give the mapping in --spec")
-    teachers = [(s.net, dict(s.contract), s.spec.output_kind, None if s.spec.is_ours else _projection(s.spec.lut()))
+            raise DataError(f"{source.path}: teacher labels {source.classes[:6]}... map onto none of our classes; "
+                            "give the mapping in --spec")
+    teachers = [(s.net, dict(s.contract), s.spec.output_kind, None if s.spec.is_ours else class_projection(s.spec.lut()))
                 for s in sources]
     loaded = [(s.net, s.ckpt) for s in sources]
     size = int(size or teachers[0][1]["size"])
     if any(s.format != "checkpoint" and s.spec.size != size for s in sources):
-        raise ValueError(f"--size {size}: a teacher with a fixed input size runs at its own size; "
-                         "give every teacher's size or leave --size out")
+        raise DataError(f"--size {size}: a teacher with a fixed input size runs at its own size; "
+                        "give every teacher's size or leave --size out")
     files: list[Path] = []
     for folder in map(Path, image_dirs):
         if not folder.is_dir():
@@ -177,22 +177,12 @@ def pseudo_label(
         bar.close()
         if not items:
             raise DataSourceError(f"none of the {len(files)} images could be read (see their reasons: {skipped[:3]})")
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "size": size,
-            "classes": list(CLASSES),
-            "sources": [{"kind": "pseudo-label", "roots": [str(d) for d in image_dirs], "samples": len(items)}],
-            "pseudo_label": {"teachers": [str(c) for c in checkpoints],
-                             "teacher_models": [ckpt["model"]["name"] for _, ckpt in loaded],
-                             "threshold": threshold, "flip": flip, "kept_fraction": float(kept.sum() / predicted.sum())},
-            "items": items,
-            "skipped": skipped,
-            "class_pixels": {"train": [int(v) for v in kept], "val": [0] * NUM_CLASSES},
-            "ignored_pixels": {"train": int(predicted.sum() - kept.sum()), "val": 0},
-            "absent_train_classes": [c for c, n in zip(CLASSES, kept) if n == 0],
-            "weights": class_weights(kept),
-        }
+        manifest = new_manifest(
+            size, [{"kind": "pseudo-label", "roots": [str(d) for d in image_dirs], "samples": len(items)}], items,
+            skipped, {"train": kept, "val": [0] * NUM_CLASSES}, {"train": int(predicted.sum() - kept.sum()), "val": 0},
+            pseudo_label={"teachers": [str(c) for c in checkpoints],
+                          "teacher_models": [ckpt["model"]["name"] for _, ckpt in loaded],
+                          "threshold": threshold, "flip": flip, "kept_fraction": float(kept.sum() / predicted.sum())})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         install_set(tmp, out, old)
     except BaseException:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import FacesegError
+
 SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}
 SUBJECTS_FILE = "subjects.txt"  # optional, any source: "<name> <subject>" per line
 PREPARED_FORMAT = "facesegtool-prepared"  # manifest.json's "format" in a set `data prepare` wrote
 
 
-class DataError(ValueError):
+class DataError(FacesegError, ValueError):
     """Bad input for `data prepare`; the message names the file and the problem."""
 
 

@@ -55,6 +55,27 @@ def plot_frequencies(manifest: dict, png: str | Path) -> Path:
     return png
 
 
+def write_frequency_chart(prepared_dir: str | Path, png: str | Path | None = None) -> tuple[dict, Path]:
+    """`data stats`: the set's manifest and its bar chart, written to png [default: PREPARED_DIR/class_frequencies.png].
+
+    The chart may sit beside the set, never on one of its files, and never over a file that is not a PNG.
+    """
+    from ..atomic import OutputError, check_apart
+    from .dataset import load_prepared
+
+    manifest = load_prepared(prepared_dir)
+    png = Path(png) if png else Path(prepared_dir) / "class_frequencies.png"
+    names = [it.get("name") for it in manifest["items"] if isinstance(it, dict)]
+    own = [Path(prepared_dir) / f"{sub}/{n}.png" for n in names for sub in ("images", "masks")]
+    check_apart({"--png": png}, {"PREPARED_DIR": [Path(prepared_dir) / "manifest.json", *own]})
+    if png.is_file():
+        with open(png, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                raise OutputError(f"--png {png}: exists and is not a PNG picture; refusing to overwrite it; "
+                                  "choose another --png")
+    return manifest, plot_frequencies(manifest, png)
+
+
 def _bars(manifest: dict, plt, x: np.ndarray):
     fig, ax = plt.subplots(figsize=(9, 4.2))
     colors = PALETTE / 255.0

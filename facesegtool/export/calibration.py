@@ -11,6 +11,7 @@ Two jobs:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +19,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import atomic_path, write_bytes_atomic
-from ..checkpoint import REPO_ROOT
+from ..atomic import atomic_path, check_apart, write_bytes_atomic
+from ..checkpoint import CALIBRATION_DIR
+from ..contract import Normalization
 from ..data.source import BadSampleError
+from ..errors import FacesegError
 from ..imaging import IMAGE_SUFFIXES, crop_padded, image_files, read_rgb, resize_image
 
-CALIBRATION_DIR = REPO_ROOT / "calibration"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(FacesegError, ValueError):
     """No usable calibration images (the message names the folder and what to do)."""
 
 
@@ -38,12 +40,8 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def normalize(rgb: np.ndarray, contract: dict) -> np.ndarray:
-    """RGB uint8 (... x H x W x 3) -> float32 (x / scale - mean) / std, per the input contract."""
-    mean = np.asarray(contract["mean"], dtype=np.float32)
-    std = np.asarray(contract["std"], dtype=np.float32)
-    if str(contract.get("channel_order", "RGB")).upper() == "BGR":
-        rgb = rgb[..., ::-1]
-    return ((rgb.astype(np.float32) / np.float32(contract["scale"]) - mean) / std).astype(np.float32)
+    """RGB uint8 (... x H x W x 3) -> float32 (x / scale - mean) / std, per the input contract (contract.Normalization)."""
+    return Normalization.of(contract).array(rgb)
 
 
 def load_calibration_images(folder: str | Path | None, size: int, num: int | None = None) -> np.ndarray:
@@ -192,12 +190,18 @@ def build_calibration_set(
     """Detect faces in the photos of `photos_dir`, write square size x size crops to `out_dir`.
 
     Crops are named <photo stem>_face<k>.<format>, k = 0 for the largest face. Raises
-    CalibrationError when no photo yields a face.
+    CalibrationError when no photo yields a face, or when out_dir holds files that are not crops.
     """
     if image_format not in ("jpg", "png"):
-        raise ValueError(f"image_format must be jpg or png, not {image_format!r}")
+        raise CalibrationError(f"--format must be jpg or png, not {image_format!r}")
     if margin < 0:
-        raise ValueError(f"margin must be >= 0, not {margin}")
+        raise CalibrationError(f"--margin must be >= 0, not {margin}")
+    check_apart({"--out": out_dir}, {"--from": photos_dir})
+    crop = re.compile(r".+_face\d+\.(jpg|png)$")  # the crops it writes: PHOTO_faceK.jpg
+    theirs = sorted(p.name for p in Path(out_dir).iterdir() if not crop.match(p.name)) if Path(out_dir).is_dir() else []
+    if theirs:
+        raise CalibrationError(f"--out {out_dir}: holds files that are not calibration crops "
+                               f"({', '.join(theirs[:3])}); choose a new or empty --out")
     photos = list_images(photos_dir)
     if not photos:
         raise CalibrationError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {photos_dir}")

@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import FacesegError
+
 DEFAULT_TOLERANCE = 1e-3
 FLOAT_TYPES = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-class ConversionCheckError(RuntimeError):
+class ConversionCheckError(FacesegError, RuntimeError):
     """The diagnosis itself could not run (the message says why)."""
 
 

@@ -15,12 +15,14 @@ import onnx
 import torch
 import torch.nn as nn
 
+from ..errors import FacesegError
+
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-class ExportError(RuntimeError):
+class ExportError(FacesegError, RuntimeError):
     """An export step failed; the message says what to do."""
 
 

@@ -134,7 +134,7 @@ def main(spec_path: str) -> int:
     return 0
 
 
-def _layer_key(name: str) -> str:
+def layer_key(name: str) -> str:
     """A tensor name without Keras's per-process model prefix ("model_18/tf.nn.relu/Relu" -> "tf.nn.relu/Relu")."""
     return re.sub(r"^model(_\d+)?/", "", name)
 
@@ -153,10 +153,10 @@ def _quantize_keeping_float(converter, float_layers: list[str], io_type, tf) -> 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
-    wanted = {_layer_key(part) for name in float_layers for part in name.split(";") if part}
+    wanted = {layer_key(part) for name in float_layers for part in name.split(";") if part}
     tensors = [d["name"] for d in Interpreter(model_content=calibrated).get_tensor_details()]
-    deny = [t for t in tensors if any(_layer_key(part) in wanted for part in t.split(";"))]
-    found = {_layer_key(part) for t in deny for part in t.split(";")}
+    deny = [t for t in tensors if any(layer_key(part) in wanted for part in t.split(";"))]
+    found = {layer_key(part) for t in deny for part in t.split(";")}
     missing = sorted(wanted - found)
     if missing:
         raise ValueError(f"float_layers: no tensor named {', '.join(missing)} in the model")

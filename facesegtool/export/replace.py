@@ -11,12 +11,12 @@ reads (the --model file, its weights or code) is ever removed.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 
+from ..contract import ContractError, read_contract, read_raw, sidecar_path
+from ..hashing import sha256_file
 from .onnx import ExportError
-from .sidecar import FORMAT, SidecarError, read_sidecar, sha256_file, sidecar_path
 
 
 def variant_file_name(stem: str, variant: str, int16_activations: bool = False) -> str:
@@ -37,22 +37,15 @@ def lock_out_dir(out_dir: Path) -> int:
     return fd
 
 
-def _raw_sidecar(tflite: Path) -> dict | None:
-    """The sidecar beside `tflite` as plain JSON, unchecked (None when there is no facesegtool sidecar)."""
-    try:
-        data = json.loads(sidecar_path(tflite).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
-
-
 def foreign_exports(out_dir: Path, sha256: str) -> list[Path]:
-    """The .tflite files in out_dir whose sidecars record another model than the one with this sha256."""
+    """The .tflite files in out_dir whose sidecars record another model than the one with this sha256. Read
+    unchecked (not contract.exported_from): a damaged sidecar of another model's export counts too, and --replace
+    then refuses to remove what it cannot prove is an export's."""
     if not out_dir.is_dir():
         return []
     found = []
     for tflite in sorted(out_dir.glob("*.tflite")):
-        source = (_raw_sidecar(tflite) or {}).get("source")
+        source = (read_raw(tflite) or {}).get("source")
         recorded = source.get("sha256") if isinstance(source, dict) else None
         if recorded and recorded != sha256:
             found.append(tflite)
@@ -74,15 +67,15 @@ def recorded_files(out_dir: Path, tflite: Path) -> list[Path] | None:
     """The files one previous export in out_dir wrote, as its sidecar records them (None when the .tflite is not
     the one its sidecar describes: renamed, changed or a link, so not provably an export's)."""
     try:
-        sidecar = read_sidecar(tflite)
-    except SidecarError:
+        contract = read_contract(tflite)
+    except ContractError:
         return None
-    model = _plain_file_in(out_dir, sidecar["tflite"])
+    model = _plain_file_in(out_dir, contract.tflite_name)
     json_file = _plain_file_in(out_dir, sidecar_path(tflite).name)
-    if model is None or model.name != tflite.name or json_file is None or sidecar.get("sha256") != sha256_file(model):
+    if model is None or model.name != tflite.name or json_file is None or contract.sha256 != sha256_file(model):
         return None
     files = [model, json_file]
-    onnx_name = (sidecar.get("export") or {}).get("onnx")
+    onnx_name = (contract.raw.get("export") or {}).get("onnx")
     onnx_file = _plain_file_in(out_dir, onnx_name) if str(onnx_name).endswith(".onnx") else None
     return files + ([onnx_file] if onnx_file is not None else [])
 
@@ -105,13 +98,13 @@ def files_to_replace(out_dir: Path, others: list[Path], keep: set[Path]) -> list
 def check_overwrites(out_dir: Path, planned: list[Path]) -> None:
     """Refuse to overwrite a file in out_dir that no export wrote (a user's file that shares an export's name)."""
     recorded_onnx = {str(e.get("onnx")) for t in out_dir.glob("*.tflite")
-                     if isinstance(e := (_raw_sidecar(t) or {}).get("export"), dict)}
+                     if isinstance(e := (read_raw(t) or {}).get("export"), dict)}
     for path in planned:
         if not (path.exists() or path.is_symlink()):
             continue
         ours = path.is_file() and not path.is_symlink() and (
-            (path.suffix == ".tflite" and _raw_sidecar(path) is not None)
-            or (path.suffix == ".json" and _raw_sidecar(path.with_suffix(".tflite")) is not None)
+            (path.suffix == ".tflite" and read_raw(path) is not None)
+            or (path.suffix == ".json" and read_raw(path.with_suffix(".tflite")) is not None)
             or (path.suffix == ".onnx" and path.name in recorded_onnx))
         if not ours:
             raise ExportError(f"--out {out_dir}: {path.name} is already there and was not written by "
@@ -134,19 +127,19 @@ def check_float_layers(previous_int8: Path, float_layers: list[str], sha256: str
     blank = [n for n in float_layers if not isinstance(n, str) or not n.strip()]
     if blank:
         raise ExportError("--float-layer: give TFLite tensor names as `facesegtool verify` prints them, not empty names")
-    raw = _raw_sidecar(previous_int8) if previous_int8.is_file() else None
+    raw = read_raw(previous_int8) if previous_int8.is_file() else None
     if raw is None or (raw.get("source") or {}).get("sha256") != sha256:
         return
     from ai_edge_litert.interpreter import Interpreter
 
-    from .onnx2tf_worker import _layer_key
+    from .onnx2tf_worker import layer_key
 
     try:
         tensors = [d["name"] for d in Interpreter(model_content=previous_int8.read_bytes()).get_tensor_details()]
     except (ValueError, RuntimeError, OSError):
         return
-    known = {_layer_key(part) for t in tensors for part in t.split(";")}
-    missing = sorted({_layer_key(p) for n in float_layers for p in n.split(";") if p} - known)
+    known = {layer_key(part) for t in tensors for part in t.split(";")}
+    missing = sorted({layer_key(p) for n in float_layers for p in n.split(";") if p} - known)
     if missing:
         raise ExportError(f"--float-layer: no tensor named {', '.join(missing)} in {previous_int8.name}; give TFLite "
                           "tensor names as `facesegtool verify` prints them for this model's int8 export")

@@ -24,7 +24,6 @@ onnx2tf writes NHWC: the input is 1 x H x W x 3 and the logits 1 x H x W x C.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -36,30 +35,17 @@ if TYPE_CHECKING:
     from ..model_spec import ModelSpec
 
 from ..atomic import write_bytes_atomic
+from ..contract import FORMAT, VERSION, ContractError, read_contract, sidecar_path
+from ..hashing import sha256_file
 from ..labels import CLASSES
 from .op_analysis import analyze_ops
 from .tflite_metadata import LABELS_FILE
+from .variants import VARIANTS
 
-FORMAT = "facesegtool-sidecar"
-VERSION = 1
-VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 METADATA_NAME = "facesegtool"  # name of our entry in the .tflite's metadata table
 
 
-class SidecarError(ValueError):
-    pass
-
-
-def sidecar_path(tflite: str | Path) -> Path:
-    return Path(tflite).with_suffix(".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+SidecarError = ContractError  # the writer's errors and the reader's are one kind: the sidecar cannot be used
 
 
 def _quantization(detail: dict) -> dict | None:
@@ -168,106 +154,8 @@ def write_sidecar(sidecar: dict, path: str | Path) -> Path:
 
 
 def read_sidecar(path: str | Path) -> dict:
-    """Read and check a sidecar; accepts the .json or its .tflite."""
-    path = Path(path)
-    if path.suffix.lower() not in (".tflite", ".json"):  # e.g. the .onnx beside it: binary, no sidecar
-        raise SidecarError(f"{path}: not a .tflite; give a FILE.tflite written by `facesegtool export` "
-                           "(its sidecar FILE.json beside it)")
-    if path.suffix == ".tflite":
-        path = sidecar_path(path)
-    if not path.is_file():
-        raise SidecarError(f"sidecar not found: {path} (written by `facesegtool export` next to each .tflite)")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SidecarError(f"{path}: not a sidecar (binary, not UTF-8 JSON text at byte {exc.start}); "
-                           "export again with `facesegtool export` to rewrite it") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SidecarError(f"{path}: unreadable sidecar: {exc}") from exc
-    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
-        raise SidecarError(f"{path}: not a facesegtool sidecar (no 'format': '{FORMAT}')")
-    missing = [k for k in ("model", "variant", "tflite", "classes", "input", "output") if k not in sidecar]
-    if missing:
-        raise SidecarError(f"{path}: missing {', '.join(missing)}")
-    check_sidecar(sidecar, path)
-    return sidecar
-
-
-TENSOR_DTYPES = ("float32", "float16", "int8", "uint8", "int16")
-
-
-def check_sidecar(sidecar: dict, path: str | Path) -> None:
-    """Every field a consumer reads, checked once on read, so that an edited or damaged sidecar stops verify,
-    predict, bench and install-model with one SidecarError naming the file and the field (not a KeyError
-    or IndexError later, nor garbage masks from a zero std). Never a path or code: `source` is only data."""
-    from ..model_spec import ModelSpecError, check_contract_dict, check_labels, check_mapping, check_normalization
-
-    def bad(field: str, what: str) -> SidecarError:
-        return SidecarError(f"{path}: sidecar field {field} {what}; re-export the model with `facesegtool export`")
-
-    for key in ("model", "tflite"):
-        if not isinstance(sidecar[key], str):
-            raise bad(key, "must be a string")
-    if sidecar["variant"] not in VARIANTS:
-        raise bad("variant", f"must be one of {', '.join(VARIANTS)}, not {str(sidecar['variant'])[:40]!r}")
-    try:
-        classes = check_labels(sidecar["classes"], "classes")
-        for side in ("input", "output"):
-            if not isinstance(sidecar[side], dict):
-                raise ModelSpecError(f"{side} must be a mapping")
-        check_normalization(sidecar["input"], "input")
-        if sidecar.get("mapping") is not None:
-            check_mapping(sidecar["mapping"], classes, "mapping")
-        if sidecar.get("spec") is not None:
-            check_contract_dict(sidecar["spec"], "spec")
-    except ModelSpecError as exc:
-        raise SidecarError(f"{path}: sidecar field {exc}; re-export the model with `facesegtool export`") from None
-    for side in ("input", "output"):
-        tensor = sidecar[side]
-        shape = tensor.get("shape")
-        if (shape is not None or side == "input") and not (
-                isinstance(shape, list) and len(shape) == 4 and all(_is_int(v) and v > 0 for v in shape)):
-            raise bad(f"{side}.shape", f"must be four positive sizes, not {str(shape)[:60]}")
-        if side == "input" and tensor.get("dtype") not in TENSOR_DTYPES:
-            raise bad("input.dtype", f"must be one of {', '.join(TENSOR_DTYPES)}")
-        if side == "output" and tensor.get("dtype") is not None and tensor["dtype"] not in TENSOR_DTYPES:
-            raise bad("output.dtype", f"must be one of {', '.join(TENSOR_DTYPES)}")
-        if tensor.get("layout", "NHWC") not in ("NHWC", "NCHW"):
-            raise bad(f"{side}.layout", "must be NHWC or NCHW")
-        if not _is_int(tensor.get("index", 0)) or tensor.get("index", 0) != 0:
-            raise bad(f"{side}.index", "must be 0 (the model's one input and output)")
-        quant = tensor.get("quantization")
-        if quant is not None and not (isinstance(quant, dict) and _is_number(quant.get("scale")) and quant["scale"] > 0
-                                      and _is_int(quant.get("zero_point"))):
-            raise bad(f"{side}.quantization", "must be null or {\"scale\": number > 0, \"zero_point\": integer}")
-    if not isinstance(sidecar["input"].get("normalization_baked", False), bool):
-        raise bad("input.normalization_baked", "must be true or false")
-    out = sidecar["output"]
-    if out.get("kind", "logits") not in ("logits", "probabilities"):
-        raise bad("output.kind", "must be logits or probabilities")
-    if out.get("shape") is not None:
-        channels = out["shape"][-1 if out.get("layout", "NHWC") == "NHWC" else 1]
-        if channels != len(classes):
-            raise bad("classes", f"lists {len(classes)} classes but output.shape {out['shape']} has {channels} channels")
-    if sidecar.get("spec") is not None and list(sidecar["spec"]["labels"]) != classes:
-        raise bad("spec.labels", "differ from classes")
-    palette = sidecar.get("palette")
-    if palette is not None and not (isinstance(palette, list) and len(palette) == len(classes) and all(
-            isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c) for c in palette)):
-        raise bad("palette", f"must be one [r, g, b] of 0..255 integers per class ({len(classes)})")
-    for key in ("source", "export"):
-        if sidecar.get(key) is not None and not isinstance(sidecar[key], dict):
-            raise bad(key, "must be a mapping")
-    if sidecar.get("sha256") is not None and not isinstance(sidecar["sha256"], str):
-        raise bad("sha256", "must be a string")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+    """The checked sidecar of FILE.tflite (or FILE.json) as a dict; contract.read_contract is the reader."""
+    return read_contract(path).raw
 
 
 # --- labels inside the .tflite ------------------------------------------------------------------

@@ -10,12 +10,10 @@ onnx2tf runs `onnxsim` as a subprocess: the child's PATH starts with this interp
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -27,17 +25,17 @@ from tqdm import tqdm
 
 import facesegtool
 
+from ..errors import FacesegError
+from ..processes import dies_with_this_process
 from .calibration import save_npy
 from .onnx import INPUT_NAME, onnx_ops
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8")
-IO_DTYPES = ("float32", "int8", "uint8")
 # The file onnx2tf's download_test_image_data() reads from the cwd instead of downloading.
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 ONNX2TF_SAMPLE_SHAPE = (20, 128, 128, 3)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(FacesegError, RuntimeError):
     """onnx2tf / the TFLite converter failed; the message says why and what to do."""
 
 
@@ -108,13 +106,9 @@ def convert(
 
     calibration: NHWC float32 inputs exactly as the model takes them (required for int8; also fed to
     onnx2tf's own consistency checks). sample_faces: RGB uint8 face crops for onnx2tf's sample file.
+    The options were checked by the caller (variants.check_options).
     Raises ConversionError with the reason; files in work_dir are then the caller's to delete.
     """
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad or not variants:
-        raise ValueError(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
-    if io_dtype not in IO_DTYPES:
-        raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
     if "int8" in variants and calibration is None:
         raise ValueError("int8 needs calibration data")
     missing_ops = unsupported_ops(onnx_path)
@@ -157,7 +151,9 @@ def convert(
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None,
+            # Killed by the kernel when the exporting process dies, even by kill -9 (whose cleanup never runs; the
+            # next export removes the work folder it leaves, see exporter.remove_stale_work_dirs).
+            preexec_fn=dies_with_this_process(),
         )
         bar = tqdm(total=len(variants) + 1, desc="ONNX -> TF", unit="step", disable=not progress)
         watcher = _LogProgress(log_path, bar) if progress else None
@@ -268,17 +264,6 @@ def check_runs(paths: list[Path]) -> None:
     raise ConversionError(f"{failed} was converted but the TFLite interpreter cannot run it: {reason[:300]}; "
                           "nothing was exported (export the other variants alone with --quant, or "
                           "`facesegtool verify --diagnose` on an fp32 export)")
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the worker, before exec: the kernel kills it when the exporting process dies, even by kill -9
-    (whose cleanup never runs; the next export removes the work folder it leaves, see export.remove_stale_work_dirs)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
 
 
 def _diagnose(log_path: Path, rc: int, missing: list[str]) -> str:

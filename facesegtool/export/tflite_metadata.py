@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import FacesegError
+
 LABELS_FILE = "labels.txt"  # associated file, as TFLite Support / ML Kit / MediaPipe name it
 SEGMENTER_METADATA = "SEGMENTER_METADATA"  # MediaPipe's custom metadata name for ImageSegmenterOptions
 ACTIVATIONS = ("NONE", "SIGMOID", "SOFTMAX")  # image_segmenter_metadata_schema.fbs, enum Activation (byte)
@@ -34,7 +36,7 @@ SEGMENTER_FILE_IDENTIFIER = b"V001"
 LICENSE = "Trained on CelebAMask-HQ: non-commercial research and education only (see the model card)."
 
 
-class MetadataError(RuntimeError):
+class MetadataError(FacesegError, RuntimeError):
     """The standard metadata could not be written or read (the message says why)."""
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..errors import FacesegError
 from .mbconv_encoders import MBConvEncoder
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(FacesegError, RuntimeError):
     pass
 
 

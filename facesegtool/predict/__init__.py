@@ -11,7 +11,7 @@ PyTorch checkpoint (the shipped default when neither is given).
 The package reads in the order a photo flows through it:
 
     detect.py     face detector (BlazeFace on LiteRT; Haar for comparison) and the crop framing
-    backends.py   segmenters (torch / TFLite): an image at the model's input -> class scores
+    (the Segmenter, facesegtool/segmenter.py, under the verbs: an image at the model's input -> class scores)
     head.py       whole-head merge: a face crop's scores and a wider pass, blended on one grid
     refine.py     guided refinement of the probabilities (the bilinear upsampling is imaging.upsample_scores)
     beard.py      facial hair out of the hair class
@@ -26,7 +26,7 @@ The pictures and figures under models/<name>/ are made by tools/showcase.py, too
 and tools/beard_measure.py, on top of this package.
 """
 
-from .backends import Segmenter, TFLiteSegmenter, TorchSegmenter, load_segmenter
+from ..segmenter import Segmenter, TFLiteSegmenter, TorchSegmenter, load_segmenter
 from .detect import BlazeFaceDetector, FaceDetector, HaarDetector, load_detector
 from .errors import PredictError
 from .parse import Parsed, parse_image

@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..labels import CLASSES, PALETTE
+from .errors import PredictError
 
 # Defaults when an effect is asked for without a value (e.g. --effect smooth,brows).
 DEFAULT_HAIR = (128, 64, 192)
@@ -100,7 +101,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     """'#RRGGBB' (or 'RRGGBB') -> (r, g, b)."""
     m = _COLOUR.match(text.strip())
     if not m:
-        raise ValueError(f"bad colour {text!r}: use #RRGGBB, e.g. #8040C0")
+        raise PredictError(f"bad colour {text!r}: use #RRGGBB, e.g. #8040C0")
     v = int(m.group(1), 16)
     return (v >> 16) & 255, (v >> 8) & 255, v & 255
 
@@ -123,12 +124,12 @@ def parse_effects(spec: str | None) -> Effects:
             try:
                 radius = int(value) if value else DEFAULT_SMOOTH
             except ValueError:
-                raise ValueError(f"bad smooth radius {value!r}: an integer number of pixels, e.g. smooth=3") from None
+                raise PredictError(f"bad smooth radius {value!r}: an integer number of pixels, e.g. smooth=3") from None
             if not 0 <= radius <= 64:
-                raise ValueError(f"smooth radius {radius} out of range 0..64")
+                raise PredictError(f"smooth radius {radius} out of range 0..64")
             values["smooth"] = radius
         else:
-            raise ValueError(f"unknown effect {key!r} in {spec!r}; known: hair, lips, brows, smooth (or none)")
+            raise PredictError(f"unknown effect {key!r} in {spec!r}; known: hair, lips, brows, smooth (or none)")
     return Effects(**values)
 
 
@@ -151,7 +152,7 @@ def blend_weighted(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarra
     return ((src.astype(np.int32) * (SOFT_ONE - w) + dst.astype(np.int32) * w + SOFT_ONE // 2) >> 16).astype(np.uint8)
 
 
-def class_weights(scores: np.ndarray, kind: str = "logits") -> np.ndarray:
+def pixel_weights(scores: np.ndarray, kind: str = "logits") -> np.ndarray:
     """... x C float32 scores -> ... x C int32 weights 0..65536 (see the module doc)."""
     s = np.asarray(scores, np.float32)
     if kind == "probabilities":
@@ -174,7 +175,7 @@ def soft_alphas(
     (see the module doc). kind: the model's output (logits or probabilities);
     lut: model channel -> index in `classes` (None: channel j is class j), so that a class several
     model labels are shown as gets the sum of their probabilities."""
-    w = class_weights(scores, kind)
+    w = pixel_weights(scores, kind)
     den = w.sum(-1, dtype=np.int64)
     shown_as = np.arange(w.shape[-1]) if lut is None else np.asarray(lut)
     out = {}

@@ -1,5 +1,8 @@
 """The one error predict raises for bad input."""
 
+from ..segmenter import SegmenterError
 
-class PredictError(ValueError):
-    """Bad input for predict (the message says which file and what to do)."""
+
+# Bad input for predict and a model or image the Segmenter cannot use are one kind: the message says which file
+# and what to do, and predict skips that one file.
+PredictError = SegmenterError

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..imaging import crop_padded, upsample_scores
-from .backends import Segmenter, background_index
+from ..segmenter import Segmenter, background_index
 from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
-from .effects import EFFECT_CLASSES
+from .effects import EFFECT_CLASSES, soft_alphas
 from .errors import PredictError
 from .head import HeadGrid, detail_weights, head_grid, merge_head
 from .refine import refine_probs, softmax
@@ -97,7 +97,8 @@ def scores_to_layers(scores: np.ndarray, out_h: int, out_w: int, rows: tuple[int
         part = band[b0 - m0 : b0 - m0 + (b1 - b0)]
         out[b0 - r0 : b1 - r0] = segmenter.to_mask(part)
         if soft is not None:
-            for name, a in segmenter.soft_alphas(part, kind).items():
+            alphas = soft_alphas(part, kind, segmenter.lut, segmenter.classes)
+            for name, a in alphas.items():
                 soft[name][b0 - r0 : b1 - r0] = a
     return out, soft
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from ..imaging import resize_image
-from .backends import Segmenter
+from ..segmenter import Segmenter
 from .effects import Effects, apply_effects, colour_mask, overlay
 from .errors import PredictError
 from .parse import Parsed

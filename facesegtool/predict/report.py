@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .backends import Segmenter
+from ..segmenter import Segmenter
 from .measures import seam_pixels
 from .parse import Parsed
 

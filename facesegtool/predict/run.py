@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..atomic import check_apart, check_writable_dir
 from ..data.source import BadSampleError
 from ..imaging import IMAGE_SUFFIXES, read_rgb
-from .backends import Segmenter, load_segmenter
+from ..segmenter import Segmenter, load_segmenter
 from .detect import FaceDetector, load_detector
 from .effects import NO_EFFECTS, Effects, parse_effects
 from .errors import PredictError

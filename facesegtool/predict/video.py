@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..atomic import OutputError, low_space_note
 from ..imaging import crop_padded
-from .backends import Segmenter, background_index
+from ..segmenter import Segmenter, background_index
 from .beard import clear_beard_alpha, derive_beard
 from .detect import FaceDetector
 from .effects import Effects

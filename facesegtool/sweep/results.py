@@ -14,10 +14,15 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import OutputError, check_apart, check_writable_dir, write_bytes_atomic
+from ..atomic import check_apart, check_writable_dir, write_bytes_atomic
+from ..errors import FacesegError
 from ..labels import CLASSES
 
 FILES = ("results.json", "results.csv", "results.md", "pareto.png")
+
+
+class CombineError(FacesegError, ValueError):
+    """Sweeps that cannot be combined (no results, nothing finished ok, an --out of other files)."""
 
 
 def _num(value, digits: int = 3, scale: float = 1.0) -> str:
@@ -189,25 +194,22 @@ def combine_results(sweeps: list[str | Path], out: str | Path, title: str) -> li
     """One table and one Pareto plot over several finished sweeps (e.g. every architecture at one recipe).
 
     Rows keep their sweep's name as the first column; a trial name used by two sweeps is prefixed
-    with its sweep's. Raises ValueError naming a folder without results.json.
+    with its sweep's. Raises CombineError naming a folder without results.json (OutputError for --out).
     """
-    try:  # combining into an input sweep would rewrite its own results with the combined rows
-        check_apart({"--out": out}, {"sweep": sweeps})
-        check_writable_dir(out, "--out")
-    except OutputError as exc:
-        raise ValueError(str(exc)) from None
+    check_apart({"--out": out}, {"sweep": sweeps})  # else it would rewrite an input sweep's own results
+    check_writable_dir(out, "--out")
     if Path(out).is_dir() and any(Path(out).iterdir()) and not _is_combined(Path(out)):
-        raise ValueError(f"--out {out}: holds files that are not combined sweep results; choose a new or empty --out")
+        raise CombineError(f"--out {out}: holds files that are not combined sweep results; choose a new or empty --out")
     loaded = []
     for d in map(Path, sweeps):
         try:
             loaded.append(json.loads((d / "results.json").read_text()))
         except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
-            raise ValueError(f"{d}: no readable results.json (run `facesegtool sweep SPEC --out {d}` first): {exc}") from None
+            raise CombineError(f"{d}: no readable results.json (run `facesegtool sweep SPEC --out {d}` first): {exc}") from None
     if not any(t.get("status") == "ok" for s in loaded for t in s["trials"]):
-        raise ValueError(f"no trial of {', '.join(map(str, sweeps))} finished ok, so there is nothing to compare; "
-                         "see each sweep's errors in its results.md and rerun them with `facesegtool sweep SPEC "
-                         "--out DIR --retry-failed`")
+        raise CombineError(f"no trial of {', '.join(map(str, sweeps))} finished ok, so there is nothing to compare; "
+                           "see each sweep's errors in its results.md and rerun them with `facesegtool sweep SPEC "
+                           "--out DIR --retry-failed`")
     names = [t["name"] for s in loaded for t in s["trials"]]
     rows, table = [], ["sweep"]
     for s in loaded:

@@ -13,7 +13,6 @@ Each trial runs in its own process (`python -m facesegtool.sweep DIR`): locally,
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import signal
@@ -27,6 +26,9 @@ from typing import Callable
 from tqdm import tqdm
 
 from ..atomic import OutputError, check_apart, check_writable_dir
+from ..data.registry import SOURCE_KEYS, prepare_from_dirs
+from ..errors import FacesegError
+from ..processes import dies_with_this_process
 from .results import write_results
 from .spec import SweepSpec, load_spec
 from .trial import RESULT, read_json, write_json
@@ -34,7 +36,7 @@ from .trial import RESULT, read_json, write_json
 LAUNCHERS = ("local", "ray")
 
 
-class SweepError(ValueError):
+class SweepError(FacesegError, ValueError):
     """A sweep that cannot start (bad spec, data, or an --out holding another sweep); the message says what to do."""
 
 
@@ -81,30 +83,17 @@ def prepare_data(spec: SweepSpec, out: Path, progress: bool = True) -> Path:
     return dev
 
 
-SOURCE_KEYS = ("celebamask", "celebamask_parts", "mut1ny")  # a spec's raw data sources
-
-
 def _prepare_sources(spec: SweepSpec, out: Path, progress: bool) -> Path:
+    """The spec's raw sources (the keys of data/registry.py, as data prepare takes them) prepared once into OUT/data."""
     data = spec.data
     path = (out / "data").resolve()
     if (path / "manifest.json").is_file():
         return path
-    from ..data.celebamask import CelebAMaskIndex, CelebAMaskParts
-    from ..data.mut1ny import Mut1ny
-    from ..data.prepare import prepare
-    from ..data.source import DataError
-
-    def listed(key: str) -> list[str]:
-        value = data.get(key) or []
-        return [value] if isinstance(value, str) else list(value)
-
     try:
-        sources = [CelebAMaskIndex(d) for d in listed("celebamask")]  # the keys of SOURCE_KEYS
-        sources += [CelebAMaskParts(d) for d in listed("celebamask_parts")]
-        sources += [Mut1ny(d) for d in listed("mut1ny")]
-        prepare(sources, path, size=int(data.get("size", 256)), val_fraction=float(data.get("val_fraction", 0.1)),
-                progress=progress)
-    except (DataError, ValueError, OSError) as exc:
+        prepare_from_dirs({k: data.get(k) for k in SOURCE_KEYS}, path, mapping=data.get("mapping"),
+                          tolerance=data.get("tolerance"), size=int(data.get("size", 256)),
+                          val_fraction=float(data.get("val_fraction", 0.1)), progress=progress)
+    except (FacesegError, OSError) as exc:
         raise SweepError(f"{spec.path}: data: {exc}") from exc
     return path
 
@@ -143,20 +132,10 @@ def trial_command(trial_dir: Path) -> list[str]:
     return [sys.executable, "-m", "facesegtool.sweep", str(trial_dir)]
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a trial process, before exec: the kernel sends it SIGTERM when the sweep dies, even by kill -9,
-    so no trial goes on unwatched (and a rerun never runs the same trial twice at once)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
-
-
 def start_trial(trial_dir: Path, threads: int, log) -> subprocess.Popen:
     """One trial process, output to `log`; on Linux it dies with the sweep."""
-    die = functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None
+    # SIGTERM, not SIGKILL: the trial stops in order, and a rerun never runs the same trial twice at once.
+    die = dies_with_this_process(signal.SIGTERM)
     return subprocess.Popen(trial_command(trial_dir), stdout=log, stderr=subprocess.STDOUT, env=trial_env(threads),
                             preexec_fn=die)
 
@@ -363,7 +342,7 @@ def _check_out(spec: SweepSpec, out: Path) -> None:
     try:
         check_writable_dir(out, "--out")
         data = spec.data
-        check_apart({"--out": out}, {f"data.{key}": data.get(key) for key in ("prepared", *SOURCE_KEYS)})
+        check_apart({"--out": out}, {f"data.{key}": data.get(key) for key in ("prepared", *SOURCE_KEYS, "mapping")})
     except OutputError as exc:
         raise SweepError(str(exc)) from None
     if out.is_dir() and not (out / "spec.yaml").is_file() and any(out.iterdir()):

@@ -4,8 +4,8 @@
     title: Class weights (the design's table of weight schemes)
     budget: 128 px, 5 epochs, the 800 train / 100 val faces
     data:                  # prepared once into OUT/data; or `prepared: DIR` to use a prepared set as is
-      celebamask: ../shared/data/celebamask-mini
-      size: 128
+      celebamask: ../shared/data/celebamask-mini   # any of data prepare's sources (data/registry.py):
+      size: 128            # celebamask_parts, mut1ny, facesynthetics, synthesisai; with mapping, tolerance
       holdout: 80          # optional: score trials on N faces carved from train (data.carve), never on val
     train:                 # TrainConfig fields shared by every trial (facesegtool train's options)
       model: unet-mobilenetv3-small
@@ -34,13 +34,16 @@ from typing import Any
 
 import yaml
 
+from ..data.registry import SOURCE_KEYS
+from ..errors import FacesegError
 from ..training.loop import TrainConfig
 from ..yaml_io import safe_load_no_aliases
 
 STEPS = ("train", "eval", "export", "verify", "bench")
 TOP_KEYS = {"name", "title", "budget", "notes", "data", "train", "grid", "trials", "steps", "export", "verify", "bench",
             "table", "torchrun"}
-DATA_KEYS = {"prepared", "celebamask", "celebamask_parts", "mut1ny", "size", "val_fraction", "holdout"}
+# the raw sources are data prepare's (data/registry.py), with its --mapping and --tolerance
+DATA_KEYS = {"prepared", *SOURCE_KEYS, "mapping", "tolerance", "size", "val_fraction", "holdout"}
 SECTION_DEFAULTS = {
     "export": {"quant": ["fp32", "int8"], "num_calib": 32},
     "verify": {"limit": None},
@@ -50,7 +53,7 @@ SECTION_DEFAULTS = {
 TRAIN_RESERVED = {"data", "out", "resume", "progress", "threads"}
 
 
-class SpecError(ValueError):
+class SpecError(FacesegError, ValueError):
     """A spec that cannot run; the message names the file and what to change."""
 
 
@@ -156,12 +159,20 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not isinstance(data, dict):
         raise _fail(path, "'data' must be a mapping: prepared: DIR, or celebamask: DIR and size: PX")
     _check_keys(path, "data", data, DATA_KEYS)
-    sources = [k for k in ("celebamask", "celebamask_parts", "mut1ny") if data.get(k)]
+    sources = [k for k in SOURCE_KEYS if data.get(k)]
     if bool(data.get("prepared")) == bool(sources):
         raise _fail(path, "data needs either prepared: DIR or a source to prepare (celebamask: DIR, size: PX)")
     holdout = data.get("holdout")
     if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1):
         raise _fail(path, f"data.holdout is a number of train faces to score on (e.g. 80); got {holdout!r}")
+    tolerance = data.get("tolerance")
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                  or tolerance < 0):
+        raise _fail(path, f"data.tolerance is Mut1ny's RGB snap distance, a number >= 0 (e.g. 40); "
+                          f"got {tolerance!r}")
+    if data.get("mapping") is not None and not isinstance(data["mapping"], str):
+        raise _fail(path, f"data.mapping is a JSON file of part: class (data prepare --mapping); "
+                          f"got {data['mapping']!r}")
 
     steps = list(raw.get("steps") or STEPS)
     bad = [s for s in steps if s not in STEPS]

@@ -19,13 +19,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..atomic import write_bytes_atomic
+from ..atomic import check_apart, model_file, write_bytes_atomic
 from ..data.dataset import FaceParsingDataset
+from ..errors import FacesegError
 from ..imaging import upsample_score_batch
 from ..labels import CLASSES, PALETTE, colorize
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..model_source import load_source
 from ..threads import check_threads
+
+
+class EvalError(FacesegError, ValueError):
+    """An eval option or model that cannot be scored (the message says what to give)."""
 
 
 @dataclass
@@ -80,15 +85,17 @@ def evaluate(
     the report files. A model with its own labels is scored in our 11 classes through its mapping, its
     scores upsampled bilinearly to the labels' size before the argmax."""
     check_threads(threads)  # before the evaluation, not after it (torch crashes on absurd counts)
+    check_apart({"--out": out}, {"--model": model_file(checkpoint), "--weights": weights, "--data": data_dir,
+                                 "--spec": spec if isinstance(spec, (str, Path)) else None})
     if latency_runs < 1:
-        raise ValueError(f"--latency-runs {latency_runs}: give at least 1 timed run (e.g. 50)")
+        raise EvalError(f"--latency-runs {latency_runs}: give at least 1 timed run (e.g. 50)")
     if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: give at least 1")
+        raise EvalError(f"--batch-size {batch_size}: give at least 1")
     shipped = checkpoint is None
     source = load_source(checkpoint, spec=spec, weights=weights)
     if not source.spec.has_mapping:
-        raise ValueError(f"{source.path}: its labels ({', '.join(source.classes[:6])}...) map onto none of our "
-                         "classes, so it cannot be scored on our labelled faces: give the mapping in --spec")
+        raise EvalError(f"{source.path}: its labels ({', '.join(source.classes[:6])}...) map onto none of our "
+                        "classes, so it cannot be scored on our labelled faces: give the mapping in --spec")
     checkpoint, model, ckpt = source.path, source.net, source.ckpt
     lut = torch.from_numpy(source.spec.display_lut().astype(np.int64))
     contract = ckpt["input"]

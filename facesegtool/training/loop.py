@@ -42,13 +42,15 @@ from ..data.augment import build_augmentation
 from ..data.dataset import FaceParsingDataset, load_prepared, seed_worker
 from ..data.prepare import check_size
 from ..data.source import is_prepared_set
+from ..errors import FacesegError
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import ConfusionMeter, SegmentationScores
 from ..models import create_model
 from ..models.pretrained import PretrainedWeightsError, load_imagenet_into, supports_imagenet
 from ..threads import check_threads
-from .losses import build_loss, class_weights
+from .losses import build_loss, loss_weights
 from .optim import build_optimizer
+from .distill import DistillLoss, Teacher, UnlabelledFaces, recipe
 from .partial import PartialCodes, PartialLabelLoss, PartialLabels, check_loss, item_unlabelled, labelled_classes
 from .run_lock import RunLockedError, run_lock
 
@@ -58,7 +60,7 @@ SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
 RUNTIME_FIELDS = ("data", "out", "workers", "threads", "device", "resume", "progress")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(FacesegError, RuntimeError):
     """A run that cannot start or continue (bad resume, existing run dir, ...)."""
 
 
@@ -71,6 +73,13 @@ class TrainConfig:
     pretrained: str | None = None  # "imagenet" | "none"; None: imagenet where the model has weights
     extra_train: list = field(default_factory=list)  # more prepared dirs whose train items join (e.g. pseudo-labels)
     init: str | None = None  # start from this checkpoint's weights (same model), e.g. a teacher to fine-tune
+    init_encoder: str | None = None  # encoder weights from this checkpoint (another model over the same encoder)
+    teacher: list = field(default_factory=list)  # models whose averaged soft scores the student learns (distill.py)
+    teacher_beard: str | None = None  # a teacher member that splits the ensemble's face + beard mass
+    teacher_flip: bool = True  # each teacher member averaged with its mirrored pass
+    distill_temperature: float = 2.0
+    distill_weight: float = 0.7  # share of the soft (teacher) term; the rest is `loss` on the labels
+    unlabelled: list = field(default_factory=list)  # folders of unlabelled face crops (taught by the teacher only)
     loss: str = "ce"
     loss_kwargs: dict = field(default_factory=dict)
     weights: str = "equal"
@@ -240,7 +249,7 @@ def _loader(ds, config: TrainConfig, d: _Dist, train: bool) -> tuple[DataLoader,
 # --- one epoch -----------------------------------------------------------------------------------
 
 
-def _train_epoch(model, loader, criterion, optimizer, scheduler, config, d, epoch) -> float:
+def _train_epoch(model, loader, criterion, optimizer, scheduler, config, d, epoch, teacher=None) -> float:
     model.train()
     total = torch.zeros(2, dtype=torch.float64, device=d.device)  # (loss sum, batches); summed without syncing
     bar = tqdm(
@@ -256,7 +265,8 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, config, d, epoc
         y = y.to(d.device, non_blocking=True)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        loss = criterion(model(x), y)
+        logits = model(x)
+        loss = criterion(logits, y) if teacher is None else criterion(logits, y, teacher(x))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -381,6 +391,13 @@ def _check_options(config: TrainConfig) -> None:
         raise TrainingError(f"--batch-size must be at least 1, not {config.batch_size}")
     if config.workers < 0:
         raise TrainingError(f"--workers must be 0 or more, not {config.workers}")
+    if (config.unlabelled or config.teacher_beard) and not config.teacher:
+        raise TrainingError("--unlabelled and --teacher-beard need --teacher: unlabelled faces teach only through a "
+                            "teacher's scores")
+    try:
+        DistillLoss(nn.Identity(), config.distill_temperature, config.distill_weight)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def _partial_labels(parts: list[FaceParsingDataset], config: TrainConfig, d: _Dist) -> tuple[list, dict]:
@@ -401,6 +418,26 @@ def _partial_labels(parts: list[FaceParsingDataset], config: TrainConfig, d: _Di
         print(f"partial labels for {', '.join(sorted(active))} (unlabelled in some sets, labelled in others): {shown}",
               flush=True)
     return wrapped, codes.sets
+
+
+def _load_encoder(model: nn.Module, path: str) -> int:
+    """The encoder half of another checkpoint (e.g. a student over the teacher's face-trained encoder)."""
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise TrainingError(f"--init-encoder: {exc}") from None
+    encoder = getattr(model, "encoder", None)
+    weights = {k[len("encoder."):]: v.float() if v.is_floating_point() else v
+               for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+    if encoder is None or not weights:
+        raise TrainingError(f"--init-encoder {path}: {'this model has' if encoder is None else 'that checkpoint has'} "
+                            "no `encoder`")
+    try:
+        encoder.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainingError(f"--init-encoder {path}: its {ckpt['model']['name']} encoder does not fit this model's "
+                            f"({' '.join(str(exc).split())[:160]})") from None
+    return len(weights)
 
 
 def _data_fingerprint(manifest: dict) -> str:
@@ -440,7 +477,12 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.out)
     _check_options(config)
     check_writable_dir(out, "--out")  # before the data is read, not at the end of epoch 1
-    check_apart({"--out": out}, {"--data": config.data, "--extra-train": config.extra_train, "--init": config.init})
+    if config.init and config.init_encoder:
+        raise TrainingError("--init and --init-encoder both set the weights; give one")
+    check_apart({"--out": out}, {"--data": config.data, "--extra-train": config.extra_train, "--init": config.init,
+                                 "--init-encoder": config.init_encoder,
+                                 "--teacher": config.teacher, "--teacher-beard": config.teacher_beard,
+                                 "--unlabelled": config.unlabelled})
     if is_prepared_set(out):  # checkpoints and curves would mix with a data set's files
         raise TrainingError(f"--out {out}: is a prepared data set, not a run folder; choose another --out")
     # one run per folder (rank 0 holds it under torchrun): two runs would overwrite each other's best.pt
@@ -476,13 +518,22 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
         check_size(size, "--size" if config.size else f"{config.data}'s prepared size; --size")
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
-    weights = class_weights(manifest, config.weights)
+    weights = loss_weights(manifest, config.weights)
     for name, value in config.class_weight.items():  # checked in _check_options
         weights[CLASSES.index(name)] = float(value)
     augment = build_augmentation(config.augment, config.seed + d.rank)
     # extra sets, e.g. pseudo-labelled faces: their ignore pixels (255) drop out of the loss like any other
     train_parts = [FaceParsingDataset(p, "train", augment, size) for p in [config.data, *config.extra_train]]
     train_parts, partial_sets = _partial_labels(train_parts, config, d)
+    teacher, unlabelled = None, None
+    if config.teacher:
+        try:
+            teacher = Teacher(config.teacher, config.teacher_beard, config.teacher_flip).to(d.device)
+            unlabelled = UnlabelledFaces(config.unlabelled, size, augment) if config.unlabelled else None
+        except (ValueError, CheckpointError, OSError) as exc:
+            raise TrainingError(f"--teacher / --unlabelled: {exc}") from None
+        if unlabelled is not None:
+            train_parts = [*train_parts, unlabelled]
     train_ds = ConcatDataset(train_parts) if len(train_parts) > 1 else train_parts[0]
     val_ds = FaceParsingDataset(config.data, "val", None, size)
     train_loader, sampler = _loader(train_ds, config, d, train=True)
@@ -505,6 +556,10 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ckpt["state_dict"].items()})
         if d.main:
             print(f"initialised from {config.init} (its own init: {init_ckpt.get('train_config', {}).get('pretrained')})", flush=True)
+    elif config.init_encoder and resume_ckpt is None:
+        loaded = _load_encoder(model, config.init_encoder)
+        if d.main:
+            print(f"encoder initialised from {config.init_encoder} ({loaded} tensors); the decoder starts fresh", flush=True)
     elif config.pretrained == "imagenet" and resume_ckpt is None:
         try:
             loaded = load_imagenet_into(model)
@@ -519,6 +574,10 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
     if partial_sets:
         criterion = PartialLabelLoss(criterion, partial_sets)
     criterion = criterion.to(d.device)
+    train_criterion, distillation = criterion, None
+    if teacher is not None:  # the val loss stays the plain loss, comparable with runs without a teacher
+        train_criterion = DistillLoss(criterion, config.distill_temperature, config.distill_weight)
+        distillation = recipe(teacher, train_criterion, config.unlabelled, len(unlabelled) if unlabelled else 0)
     optimizer = build_optimizer(config.optimizer, model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if d.main:
         _check_room(out, model, config.optimizer)
@@ -558,6 +617,11 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
             f"{d.world} process(es) on {d.device}, {torch.get_num_threads()} threads",
             flush=True,
         )
+    if d.main and distillation:
+        print(f"distilling from {' + '.join(config.teacher)}"
+              f"{' (beard split: ' + config.teacher_beard + ')' if config.teacher_beard else ''}, "
+              f"T {config.distill_temperature:g}, soft weight {config.distill_weight:g}, "
+              f"{distillation['unlabelled_images']} unlabelled faces", flush=True)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if config.patience and bad_epochs >= config.patience:
             stopped_early = True
@@ -567,7 +631,7 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
             sampler.set_epoch(epoch)
         if hasattr(augment, "set_random_seed"):  # workers=0: augment here, from the saved torch RNG, as workers do
             augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-        train_loss = _train_epoch(net, train_loader, criterion, optimizer, scheduler, config, d, epoch)
+        train_loss = _train_epoch(net, train_loader, train_criterion, optimizer, scheduler, config, d, epoch, teacher)
         scores, val_loss = _validate(net, val_loader, criterion, config, d, epoch)
         metric = scores.macro_f1_no_bg
         lr = optimizer.param_groups[0]["lr"]
@@ -588,6 +652,7 @@ def _train(config: TrainConfig, out: Path) -> TrainResult:
                 train_config=run_config,
                 epoch=epoch,
                 history=history,
+                **({"distillation": distillation} if distillation else {}),
             )
             if improved:
                 _save(make_checkpoint(model, **common), out / "best.pt", epoch)

@@ -19,7 +19,7 @@ from ..labels import IGNORE_INDEX, NUM_CLASSES
 WEIGHT_SCHEMES = ("equal", "empirical", "proportional")
 
 
-def class_weights(manifest: dict, scheme: str = "equal") -> list[float]:
+def loss_weights(manifest: dict, scheme: str = "equal") -> list[float]:
     """Per-class weights of a scheme, as the prepared manifest lists them.
 
     equal: all ones; empirical: the design's hand-tuned table; proportional: inverse class
@@ -29,7 +29,7 @@ def class_weights(manifest: dict, scheme: str = "equal") -> list[float]:
         raise ValueError(f"unknown weight scheme {scheme!r}; use one of {', '.join(WEIGHT_SCHEMES)}")
     listed = (manifest.get("weights") or {}).get(scheme)
     if listed is None:  # an older manifest: compute the scheme as `data prepare` does
-        from ..data.prepare import class_weights as weight_schemes
+        from ..data.prepare import weight_schemes
 
         listed = weight_schemes(manifest["class_pixels"]["train"])[scheme]
     weights = [float(w) for w in listed]

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import FacesegError
+
 LOCK_NAME = ".train.lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(FacesegError, RuntimeError):
     """Another process is training into the same folder."""
 
 

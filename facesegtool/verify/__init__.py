@@ -21,7 +21,8 @@ Modules, each importing only those above it:
 """
 
 from .compare import ModelResult, VerifyResult
-from .faces import DEFAULT_DATA, FaceSet, VerifyError, open_faces
+from ..data.faces import DEFAULT_DATA, FaceSet, open_faces
+from .compare import VerifyError
 from .report import summary_text, write_report
 from .run import verify
 

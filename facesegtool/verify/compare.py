@@ -14,30 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..data.dataset import to_input_tensor
 from ..export.op_analysis import analyze_ops
-from ..imaging import upsample_scores
+from ..export.variants import file_rank
 from ..metrics import ConfusionMeter, SegmentationScores
+from ..model_spec import mask_in_our_classes
+from ..segmenter import TFLiteSegmenter, TorchSegmenter
 
 if TYPE_CHECKING:
     from ..model_source import LoadedModel
 from ..tflite_runner import TFLiteModel
-from .faces import Face, FaceSet, VerifyError
+from ..data.faces import Face, FaceSet
+from ..metrics import AGREEMENT_FLOOR, AGREEMENT_FLOORS
+from ..data.faces import FaceSetError as VerifyError  # one error for bad faces and bad verify input
 from .mediapipe_check import failure as mediapipe_failure
 
-# Argmax agreement with the reference below which a variant fails, with or without labels. fp32 below
-# 99.9 % is a conversion fault, not rounding. The quantized floors come from what our CNNs reach on real
-# faces: the shipped U-Net fp16 99.98 %, dynamic 99.86 %, int8 99.43 %; the own-model matrix's int8
-# 99.11-99.69 %; so int8 under 97 % (one pixel in 33 changing class) is a quantization that went wrong
-# (MobileViT-xx-small's 93.3 % passed an IoU gate only because the model predicts few classes).
-AGREEMENT_FLOORS = {"fp32": 0.999, "fp16": 0.995, "dynamic": 0.97, "int8": 0.97}
-AGREEMENT_FLOOR = AGREEMENT_FLOORS["fp32"]
 
 DEFAULT_EXPORT_DIR = Path("exports") / "default"  # where `facesegtool export` puts the shipped model
-VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
 N_EXAMPLES = 4  # faces per model in the report's picture
 
 
@@ -59,46 +53,34 @@ def find_models(tflite: list[str | Path] | None = None, export_dir: str | Path |
     if not paths:
         raise VerifyError(f"{folder}: no .tflite files; run `facesegtool export --quant all --out {folder}`")
 
-    def order(p: Path) -> tuple[int, str]:
-        hits = [i for i, v in enumerate(VARIANT_ORDER) if p.stem.endswith(v)]
-        return (hits[0] if hits else len(VARIANT_ORDER), p.name)
-
-    return sorted(paths, key=order)
+    return sorted(paths, key=lambda p: (file_rank(p), p.name))
 
 
 def check_contract(model: TFLiteModel, ckpt: dict, checkpoint: Path) -> None:
     """The .tflite must take what the checkpoint takes and give its classes, or the comparison is meaningless."""
-    inp, contract = model.sidecar["input"], ckpt["input"]
+    norm, contract = model.contract.normalization, ckpt["input"]
     problems = []
     if model.classes != list(ckpt["classes"]):
         problems.append(f"classes {len(model.classes)} {model.classes} vs {len(ckpt['classes'])} {list(ckpt['classes'])}")
-    out_channels = model.output_details["shape"][-1 if model.sidecar["output"].get("layout", "NHWC") == "NHWC" else 1]
+    out_channels = model.output_details["shape"][-1 if model.contract.output.layout == "NHWC" else 1]
     if out_channels != len(ckpt["classes"]):
         problems.append(f"{out_channels} output channels vs {len(ckpt['classes'])} classes")
     if model.size != (contract["size"], contract["size"]):
         problems.append(f"input {model.size[0]}x{model.size[1]} vs {contract['size']}x{contract['size']}")
     # A baked graph flips a BGR model's channels itself, so the file takes RGB whatever the model's order.
-    expected_order = "RGB" if inp.get("normalization_baked") else contract.get("channel_order", "RGB").upper()
-    if inp.get("channel_order", "RGB").upper() != expected_order:
-        problems.append(f"channel order {inp.get('channel_order')} vs {expected_order}")
+    expected_order = "RGB" if norm.baked else contract.get("channel_order", "RGB").upper()
+    if norm.channel_order != expected_order:
+        problems.append(f"channel order {norm.channel_order} vs {expected_order}")
     for key in ("mean", "std"):
-        if not np.allclose(inp[key], contract[key], atol=1e-6):
-            problems.append(f"{key} {inp[key]} vs {contract[key]}")
-    if not np.isclose(float(inp.get("scale", 255.0)), float(contract.get("scale", 255.0))):
-        problems.append(f"scale {inp.get('scale')} vs {contract.get('scale')}")
+        if not np.allclose(getattr(norm, key), contract[key], atol=1e-6):
+            problems.append(f"{key} {list(getattr(norm, key))} vs {contract[key]}")
+    if not np.isclose(norm.scale, float(contract.get("scale", 255.0))):
+        problems.append(f"scale {norm.scale} vs {contract.get('scale')}")
     if problems:
         raise VerifyError(
             f"{model.path.name} does not match checkpoint {checkpoint}: {'; '.join(problems)}. "
             "Verify it against the checkpoint it was exported from (--checkpoint)."
         )
-
-
-def torch_logits(model: torch.nn.Module, rgb: np.ndarray, contract: dict) -> np.ndarray:
-    """H x W x C float32 scores of the reference model for one RGB uint8 image, at the image's size
-    (a lower-resolution output upsampled as imaging.upsample_scores does)."""
-    with torch.inference_mode():
-        out = model(to_input_tensor(rgb, contract)[None])[0].permute(1, 2, 0).numpy()
-    return upsample_scores(out, rgb.shape[:2])
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -292,7 +274,7 @@ def layout_verdicts(results: list[ModelResult], models: list[TFLiteModel]) -> li
     notes = []
     has_fp32 = any(r.variant == "fp32" for r in results)
     for result, model in zip(results, models):
-        places = (model.sidecar.get("export") or {}).get("possible_layout_faults") or []
+        places = (model.contract.raw.get("export") or {}).get("possible_layout_faults") or []
         if not places or (has_fp32 and result.variant != "fp32"):
             continue
         where = ", ".join(f"{p['node']} -> {'x'.join(map(str, p['shape']))}" for p in places[:3])
@@ -318,6 +300,7 @@ class _ModelMeter:
 
     def __init__(self, model: TFLiteModel, n_examples: int, labels: list[str], lut: np.ndarray | None):
         self.model = model
+        self.segmenter = TFLiteSegmenter(model)
         self.lut = lut  # model class -> our class, for scoring against our labelled faces (None: identity)
         self.truth = ConfusionMeter()
         self.agreement = ConfusionMeter(len(labels), class_names=labels)
@@ -334,7 +317,7 @@ class _ModelMeter:
 
     def update(self, face: Face, reference: np.ndarray, reference_mask: np.ndarray) -> None:
         start = time.perf_counter()
-        logits = upsample_scores(self.model.logits(face.image), face.image.shape[:2])
+        logits = self.segmenter.input_scores(face.image)
         self.seconds += time.perf_counter() - start
         self.faces += 1
         self.nonfinite += not np.isfinite(logits).all()
@@ -346,7 +329,7 @@ class _ModelMeter:
         self.logit_count += diff.size
         self.agreement.update(reference_mask, mask)
         if face.mask is not None:
-            self.truth.update(face.mask, _to_ours(mask, self.lut))
+            self.truth.update(face.mask, mask_in_our_classes(mask, self.lut))
         if not self.n_examples:
             return
         # Keep the faces where the two masks differ most: that is where a reader should look.
@@ -373,18 +356,11 @@ class _ModelMeter:
             max_class_drop=max_class_drop,
             examples=[e for _, _, e in sorted(self._heap, key=lambda t: t[:2], reverse=True)],
             # What the export recorded; older sidecars lack it, and the analyzer takes milliseconds.
-            graph=self.model.sidecar.get("graph") or analyze_ops(self.model.path),
+            graph=self.model.contract.raw.get("graph") or analyze_ops(self.model.path),
             nonfinite_faces=self.nonfinite,
             reference_nonfinite_faces=self.reference_nonfinite,
             faces=self.faces,
         )
-
-
-def _to_ours(mask: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
-    """A model-class mask in our 11 classes; labels mapped to "ignore" count as background against the truth."""
-    if lut is None:
-        return mask
-    return np.where(lut == 255, 0, lut).astype(np.uint8)[mask]
 
 
 def compare(
@@ -402,11 +378,12 @@ def compare(
     lut = None if source.spec.is_ours else source.spec.lut()
     torch_meter = ConfusionMeter()
     meters = [_ModelMeter(m, n_examples, source.classes, lut) for m in models]
+    reference_model = TorchSegmenter(source=source)
     for face in tqdm(faces, total=len(faces), desc="verify", unit="face", disable=not progress, leave=False):
-        reference = torch_logits(source.net, face.image, source.contract)
+        reference = reference_model.input_scores(face.image)
         reference_mask = reference.argmax(-1).astype(np.uint8)
         if face.mask is not None:
-            torch_meter.update(face.mask, _to_ours(reference_mask, lut))
+            torch_meter.update(face.mask, mask_in_our_classes(reference_mask, lut))
         for meter in meters:
             meter.update(face, reference, reference_mask)
     has_truth = faces.has_masks and (lut is None or source.spec.has_mapping)

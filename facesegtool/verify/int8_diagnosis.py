@@ -26,7 +26,7 @@ import torch
 from ..export.calibration import CALIBRATION_DIR, list_images
 from ..tflite_runner import TFLiteModel, TFLiteModelError
 from .compare import ModelResult, VerifyResult, check_contract, compare
-from .faces import DEFAULT_DATA
+from ..data.faces import DEFAULT_DATA
 
 DIAGNOSIS_FACES = 8
 # A layer "jumps" when its output error is at least twice its inputs' and up by this much.

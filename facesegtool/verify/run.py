@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import check_writable_dir
+from ..contract import exported_from
 from ..model_source import LoadedModel, load_exported_source
 from ..export.op_analysis import gpu_warning
 from ..tflite_runner import TFLiteModel
@@ -12,7 +13,8 @@ from ..contract_check import check_contract_on_faces
 from .compare import AGREEMENT_FLOOR, VerifyResult, check_contract, compare, find_models, layout_verdicts
 from . import mediapipe_check
 from .conversion import diagnose_conversions
-from .faces import VerifyError, open_faces
+from ..data.faces import open_faces
+from .compare import VerifyError
 from .int8_diagnosis import diagnose_results
 from .report import write_report
 
@@ -100,16 +102,16 @@ def verify(
 def load_reference(model: str | Path | None, tflites: list[TFLiteModel], spec: str | Path | dict | None,
                    weights: str | Path | None, num_threads: int | None) -> LoadedModel:
     """The model the .tflite files are checked against (see model_source.load_exported_source)."""
-    return load_exported_source(model, [m.sidecar for m in tflites], spec=spec, weights=weights,
+    return load_exported_source(model, [m.contract.raw for m in tflites], spec=spec, weights=weights,
                                 num_threads=num_threads)
 
 
 def check_source(model: TFLiteModel, source: LoadedModel) -> None:
     """A .tflite exported from another model file than the reference is refused: comparing them measures nothing."""
-    recorded = model.sidecar.get("source") or {}
-    if recorded.get("sha256") and recorded["sha256"] != source.sha256:
+    recorded = model.contract.source
+    if not exported_from(model.contract, source):
         raise VerifyError(
-            f"{model.path.name} was exported from {recorded.get('ref') or recorded.get('path')} "
-            f"(sha256 {recorded['sha256'][:12]}), not from {source.ref or source.path} (sha256 {source.sha256[:12]}): "
+            f"{model.path.name} was exported from {recorded.described} (sha256 {str(recorded.sha256)[:12]}, "
+            f"a {model.contract.model!r} model), not from {source.ref or source.path} (sha256 {source.sha256[:12]}): "
             "verify it with the model it was exported from (--model), or re-export this one"
         )

@@ -30,10 +30,7 @@ import androidx.camera.view.PreviewView;
 import androidx.core.content.ContextCompat;
 import androidx.exifinterface.media.ExifInterface;
 
-import com.facesegtool.core.Effects;
-import com.facesegtool.core.HeadMerge;
-import com.facesegtool.core.ImageOps;
-import com.facesegtool.core.Overlay;
+import com.facesegtool.core.FramePipeline;
 import com.facesegtool.core.ScoreSmoother;
 import com.facesegtool.core.Sidecar;
 
@@ -41,12 +38,15 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * Live face parsing: CameraX frames -> centre square -> model input -> LiteRT -> class mask ->
  * translucent mask layer or beauty effects over the preview; or the same for a gallery photo.
- * All image work happens in the plain-Java core (android_demo/core), tested against the Python
- * side's golden files; this class only wires Android to it. Inference runs on one background
+ * All image work happens in the plain-Java core (android_demo/core: FramePipeline), tested against
+ * the Python side's golden files; this class only wires Android to it: the UI's choices are read
+ * into one immutable FramePipeline.Settings per frame, so the worker never reads a view or a half-
+ * changed choice. Inference runs on one background
  * thread, never on the UI thread; every ImageProxy is closed; an exception on a frame or a photo is
  * shown on screen and the camera keeps running (it never reaches the thread's uncaught handler,
  * which would kill the app).
@@ -59,11 +59,10 @@ public class MainActivity extends ComponentActivity {
 
     private final ExecutorService worker = Executors.newSingleThreadExecutor();
     private Segmenter segmenter; // used on the worker thread only
-    // Live frames: class scores averaged over time (restarts on a scene cut), so edges do not flicker.
-    private ScoreSmoother smoother; // worker thread only
-    private double smootherStrength = -1; // the strength `smoother` was made with
+    private FramePipeline pipeline; // worker thread only; made with the segmenter (it holds the smoothing)
     private volatile double steady = ScoreSmoother.DEFAULT_STRENGTH; // the Steady slider
-    private volatile boolean restartSmoothing = true;
+    // Set by the UI on another scene (camera switched, back from a photo); the next frame takes it.
+    private final AtomicBoolean restartSmoothing = new AtomicBoolean(true);
 
     private PreviewView preview;
     private ImageView overlayView, photoView;
@@ -117,13 +116,13 @@ public class MainActivity extends ComponentActivity {
         }
         findViewById(R.id.switch_camera).setOnClickListener(v -> {
             frontCamera = !frontCamera;
-            restartSmoothing = true; // another scene
+            restartSmoothing.set(true); // another scene
             if (!photoMode) startCamera();
         });
         findViewById(R.id.gallery).setOnClickListener(v -> pickPhoto.launch("image/*"));
         findViewById(R.id.live).setOnClickListener(v -> {
             photoMode = false;
-            restartSmoothing = true;
+            restartSmoothing.set(true);
             photoView.setVisibility(View.GONE);
             startCamera();
         });
@@ -169,6 +168,7 @@ public class MainActivity extends ComponentActivity {
         segmenter = null;
         try {
             segmenter = new Segmenter(this, accelerator, 4);
+            pipeline = new FramePipeline(segmenter.sidecar);
             Sidecar sc = segmenter.sidecar;
             String text = String.format("%s %s %dx%d on %s", sc.model, sc.variant, sc.inputWidth, sc.inputHeight,
                     segmenter.acceleratorLabel);
@@ -216,13 +216,17 @@ public class MainActivity extends ComponentActivity {
     private void analyse(ImageProxy image) {
         try {
             if (segmenter == null || photoMode) return;
-            Bitmap upright = upright(image.toBitmap(), image.getImageInfo().getRotationDegrees(), frontCamera);
-            int w = upright.getWidth(), h = upright.getHeight();
+            Bitmap frame = image.toBitmap();
+            int w = frame.getWidth(), h = frame.getHeight();
             if (framePixels == null || framePixels.length != w * h) framePixels = new int[w * h];
-            upright.getPixels(framePixels, 0, w, 0, 0, w, h);
-            int side = ImageOps.centreSquareSide(w, h);
-            int[] square = ImageOps.centreSquare(framePixels, w, h);
-            Bitmap shown = render(square, side, side, true);
+            frame.getPixels(framePixels, 0, w, 0, 0, w, h);
+            FramePipeline.Settings settings = settings()
+                    .live(image.getImageInfo().getRotationDegrees(), frontCamera) // the preview shows the front camera mirrored
+                    .steady(steady, restartSmoothing.getAndSet(false))
+                    .maxSide(LIVE_EFFECT_SIDE)
+                    .build();
+            FramePipeline.Output out = pipeline.process(framePixels, w, h, settings, this::infer);
+            Bitmap shown = toBitmap(out.argb, out.width, out.height, true);
             long now = SystemClock.elapsedRealtimeNanos();
             if (lastFrameNanos != 0) {
                 double instant = 1e9 / (now - lastFrameNanos);
@@ -247,54 +251,19 @@ public class MainActivity extends ComponentActivity {
 
     private volatile String lastInference = "";
 
-    /**
-     * Worker thread: segment an image and draw the result. live: a transparent mask layer for over the
-     * preview (mask mode) or an opaque effect picture at most LIVE_EFFECT_SIDE square; photo: the
-     * overlay or effects blended into the photo at its own resolution.
-     */
-    private Bitmap render(int[] argb, int w, int h, boolean live) {
-        Sidecar sc = segmenter.sidecar;
-        // Square images only: the camera's centre square; a photo is padded to a square first (processPhoto).
-        int[] input = ImageOps.resizeBilinear(argb, w, h, sc.inputWidth, sc.inputHeight);
+    /** The UI's current choices that every frame and photo share (read from volatile fields, never views). */
+    private FramePipeline.Settings.Builder settings() {
+        return FramePipeline.Settings.builder()
+                .effects(effectsMode)
+                .alpha(alpha)
+                .show(hairOn, lipsOn, browsOn, smoothOn);
+    }
+
+    /** Worker thread: the model on one input image, for the pipeline; keeps the time it took for the stats. */
+    private FramePipeline.Scores infer(int[] input) {
         Segmenter.Result r = segmenter.run(input);
         lastInference = String.format("%s  %.1f ms", segmenter.acceleratorLabel, r.inferenceMs);
-        int background = Math.max(0, sc.classIndex("background"));
-        float[] scores = live ? steadyScores(r) : r.scores;
-        int ow = w, oh = h;
-        int[] pixels = argb;
-        if (effectsMode) {
-            if (live && w > LIVE_EFFECT_SIDE) {
-                ow = oh = LIVE_EFFECT_SIDE;
-                pixels = ImageOps.resizeBilinear(argb, w, h, ow, oh);
-            }
-            Effects.Params p = Effects.Params.defaults();
-            if (!hairOn) p.hair = null;
-            if (!lipsOn) p.lips = null;
-            if (!browsOn) p.brows = null;
-            // The radius is given at the model's resolution; scale it like predict does.
-            p.smooth = smoothOn ? Math.max(1, (int) Math.floor(p.smooth * (double) ow / sc.inputWidth + 0.5)) : 0;
-            // Scores straight to the picture's pixels, then the mask and the soft alphas (as predict does):
-            // each effect fades across its class's edge instead of stepping.
-            Effects.Layers layers = Effects.layers(scores, r.height, r.width, sc, oh, ow, Effects.BAND_ROWS);
-            int[] out = Effects.apply(pixels, ow, oh, layers.mask, layers.alphas, sc.targetClasses, p, alpha);
-            return toBitmap(out, ow, oh, live);
-        }
-        int mw = r.width, mh = r.height;
-        if (mw != sc.inputWidth || mh != sc.inputHeight) {
-            // A lower-resolution output (1/4, 1/8): class scores upsampled bilinearly to the input size,
-            // then the argmax, as `facesegtool predict` does (nearest-upsampling the mask steps in stairs).
-            scores = ImageOps.upsampleScores(scores, mh, mw, sc.numClasses, sc.inputHeight, sc.inputWidth);
-            mw = sc.inputWidth;
-            mh = sc.inputHeight;
-        }
-        // One argmax, then the model's classes as the app's (a 19-class model's mapping; identity for ours).
-        byte[] classes = sc.toTargetMask(HeadMerge.argmax(scores, mw * mh, sc.numClasses));
-        if (live) {
-            int[] layer = Overlay.layer(classes, sc.palette, background, alpha);
-            return toBitmap(layer, mw, mh, live);
-        }
-        byte[] mask = ImageOps.resizeMaskNearest(classes, mw, mh, ow, oh);
-        return toBitmap(Overlay.blend(pixels, mask, sc.palette, background, alpha), ow, oh, live);
+        return new FramePipeline.Scores(r.scores, r.height, r.width);
     }
 
     /** Live frames draw into two bitmaps used in turn (no allocation per frame); a photo gets its own. */
@@ -310,33 +279,8 @@ public class MainActivity extends ComponentActivity {
         return b;
     }
 
-    /**
-     * Worker thread: the live frame's mask from its scores smoothed over time (the same
-     * ScoreSmoother as `facesegtool predict` on a video; Steady slider = its strength, 0 = off).
-     */
-    private float[] steadyScores(Segmenter.Result r) {
-        double strength = steady;
-        if (strength <= 0) return r.scores;
-        if (smoother == null || strength != smootherStrength) {
-            smoother = new ScoreSmoother(strength, ScoreSmoother.CUT_SHARE);
-            smootherStrength = strength;
-        }
-        int classes = segmenter.sidecar.numClasses;
-        float[] s = smoother.update(r.scores, r.height, r.width, classes, restartSmoothing);
-        restartSmoothing = false;
-        return s;
-    }
-
     private String statsText(double fps) {
         return String.format("%s\n%.1f FPS", lastInference, fps);
-    }
-
-    private static Bitmap upright(Bitmap frame, int rotationDegrees, boolean mirror) {
-        if (rotationDegrees == 0 && !mirror) return frame;
-        Matrix m = new Matrix();
-        m.postRotate(rotationDegrees);
-        if (mirror) m.postScale(-1, 1); // the preview shows the front camera mirrored
-        return Bitmap.createBitmap(frame, 0, 0, frame.getWidth(), frame.getHeight(), m, true);
     }
 
     private void onPhotoPicked(Uri uri) {
@@ -361,20 +305,18 @@ public class MainActivity extends ComponentActivity {
     }
 
     /**
-     * Worker thread: the still photo through the same path as the camera frames, padded to a square
-     * (black borders) so the model sees it undistorted; the result is cropped back to the photo.
-     * Never throws: a failure is shown on screen.
+     * Worker thread: the still photo through the same pipeline as the camera frames (padded to a
+     * square there, so the model sees it undistorted, and cropped back). Never throws: a failure is
+     * shown on screen.
      */
     private void processPhoto() {
         if (segmenter == null || lastPhoto == null) return;
         try {
             int w = lastPhoto.getWidth(), h = lastPhoto.getHeight();
-            int side = Math.max(w, h), x0 = (side - w) / 2, y0 = (side - h) / 2;
-            int[] square = new int[side * side];
-            java.util.Arrays.fill(square, 0xFF000000);
-            lastPhoto.getPixels(square, y0 * side + x0, side, 0, 0, w, h);
-            Bitmap padded = render(square, side, side, false);
-            Bitmap shown = Bitmap.createBitmap(padded, x0, y0, w, h);
+            int[] pixels = new int[w * h];
+            lastPhoto.getPixels(pixels, 0, w, 0, 0, w, h);
+            FramePipeline.Output out = pipeline.process(pixels, w, h, settings().build(), this::infer);
+            Bitmap shown = toBitmap(out.argb, out.width, out.height, false);
             runOnUiThread(() -> {
                 photoView.setVisibility(View.VISIBLE);
                 photoView.setImageBitmap(shown);

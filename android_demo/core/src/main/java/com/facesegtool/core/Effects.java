@@ -176,15 +176,25 @@ public final class Effects {
      * memory whole (any band size gives the same result).
      */
     public static Layers layers(float[] scores, int h, int w, Sidecar sc, int outH, int outW, int bandRows) {
+        return layers(scores, h, w, sc, outH, outW, bandRows, true);
+    }
+
+    /** The mask of {@link #layers} alone (the overlay needs no alphas): the same bytes. */
+    public static byte[] mask(float[] scores, int h, int w, Sidecar sc, int outH, int outW, int bandRows) {
+        return layers(scores, h, w, sc, outH, outW, bandRows, false).mask;
+    }
+
+    private static Layers layers(float[] scores, int h, int w, Sidecar sc, int outH, int outW, int bandRows,
+                                 boolean withAlphas) {
         int c = sc.numClasses;
         byte[] mask = new byte[outH * outW];
-        short[][] alphas = new short[sc.targetClasses.size()][];
+        short[][] alphas = withAlphas ? new short[sc.targetClasses.size()][] : null;
         boolean probabilities = sc.outputKind.equals("probabilities");
         for (int r0 = 0; r0 < outH; r0 += bandRows) {
             int r1 = Math.min(outH, r0 + bandRows), n = (r1 - r0) * outW;
             float[] band = ImageOps.upsampleScores(scores, h, w, c, outH, outW, r0, r1);
             System.arraycopy(sc.toTargetMask(HeadMerge.argmax(band, n, c)), 0, mask, r0 * outW, n);
-            softAlphasInto(band, n, sc, probabilities, alphas, r0 * outW, outH * outW);
+            if (withAlphas) softAlphasInto(band, n, sc, probabilities, alphas, r0 * outW, outH * outW);
         }
         return new Layers(mask, alphas);
     }

@@ -2,7 +2,7 @@ package com.facesegtool.core;
 
 /**
  * Geometry on packed ARGB pixels (0xAARRGGBB, row major, as Android's Bitmap.getPixels gives):
- * crops, a bilinear resize for model input, the nearest-neighbour mask resize that
+ * crops, rotation and mirroring, a bilinear resize for model input, the nearest-neighbour mask resize that
  * facesegtool.predict.effects.resize_mask_nearest uses, and the bilinear class-score upsampling of
  * facesegtool.imaging.upsample_scores (both bit-identical).
  */
@@ -18,6 +18,35 @@ public final class ImageOps {
                 int sx = x0 + x;
                 out[y * w + x] = (sy >= 0 && sy < height && sx >= 0 && sx < width) ? argb[sy * width + sx] : 0xFF000000;
             }
+        }
+        return out;
+    }
+
+    /**
+     * The image rotated clockwise by degrees (0, 90, 180, 270), as Android's Matrix.postRotate
+     * turns a camera frame upright; a 90 or 270 rotation swaps width and height.
+     */
+    public static int[] rotate(int[] argb, int width, int height, int degrees) {
+        int d = ((degrees % 360) + 360) % 360;
+        if (d % 90 != 0) throw new IllegalArgumentException("rotation " + degrees + " is not a multiple of 90");
+        if (d == 0) return argb;
+        int[] out = new int[argb.length];
+        int ow = d == 180 ? width : height;
+        for (int y = 0; y < height; y++) {
+            for (int x = 0; x < width; x++) {
+                int ox = d == 90 ? height - 1 - y : (d == 180 ? width - 1 - x : y);
+                int oy = d == 90 ? x : (d == 180 ? height - 1 - y : width - 1 - x);
+                out[oy * ow + ox] = argb[y * width + x];
+            }
+        }
+        return out;
+    }
+
+    /** The image flipped left to right (the front camera's preview is shown mirrored). */
+    public static int[] mirror(int[] argb, int width, int height) {
+        int[] out = new int[argb.length];
+        for (int y = 0; y < height; y++) {
+            for (int x = 0; x < width; x++) out[y * width + width - 1 - x] = argb[y * width + x];
         }
         return out;
     }

@@ -29,7 +29,12 @@ import org.json.JSONObject;
  * teeth, face, ears, glasses, beard), which the effects find by name. {@link #targetOf} maps one to
  * the other; "ignore" (and a label with no mapping whose name is not a target) maps to background,
  * so an ignored part is simply not shown. The output may be smaller than the input (h, w of 1/4 or
- * 1/8): the app upsamples the scores or the mask to the frame.
+ * 1/8): the app upsamples the scores to the picture.
+ *
+ * <p>The twin of facesegtool/contract.py (read_contract): it accepts and refuses the same sidecars
+ * (tests/test_android_core.py runs both on the real export and tampered copies of it). One
+ * difference, on purpose: the contract lets an old sidecar omit output.shape and output.dtype
+ * (Python reads them from the interpreter); the app sizes its buffers from them, so it refuses.
  */
 public final class Sidecar {
     public static final String FORMAT = "facesegtool-sidecar";
@@ -72,6 +77,7 @@ public final class Sidecar {
         if (!FORMAT.equals(root.optString("format"))) {
             throw new IllegalArgumentException("not a facesegtool sidecar (no \"format\": \"" + FORMAT + "\")");
         }
+        check(root);
         classes = strings(root, "classes");
         targetClasses = root.has("target_classes") ? strings(root, "target_classes") : classes;
         targetOf = readMapping(root.optJSONObject("mapping"), classes, targetClasses, root.has("mapping")
@@ -114,10 +120,136 @@ public final class Sidecar {
         if (numClasses != classes.size()) {
             throw new IllegalArgumentException("output has " + numClasses + " channels but " + classes.size() + " classes");
         }
-        if (outputHeight < 1 || outputWidth < 1 || outputHeight > inputHeight || outputWidth > inputWidth) {
-            throw new IllegalArgumentException("output " + outputWidth + "x" + outputHeight + " is not within the input "
-                    + inputWidth + "x" + inputHeight);
+    }
+
+    static final List<String> REQUIRED = java.util.Arrays.asList("model", "variant", "tflite", "classes", "input", "output");
+    static final List<String> TENSOR_DTYPES = java.util.Arrays.asList("float32", "float16", "int8", "uint8", "int16");
+
+    private static IllegalArgumentException bad(String field, String what) {
+        return new IllegalArgumentException("sidecar field " + field + " " + what);
+    }
+
+    private static boolean isInt(Object v) {
+        return v instanceof Integer || v instanceof Long;
+    }
+
+    private static boolean isNumber(Object v) {
+        return (v instanceof Integer || v instanceof Long || v instanceof Double || v instanceof Float)
+                && Double.isFinite(((Number) v).doubleValue());
+    }
+
+    /** Absent or JSON null, as Python's dict.get(key) is None. */
+    private static boolean none(JSONObject m, String key) {
+        return !m.has(key) || m.isNull(key);
+    }
+
+    /** What facesegtool.contract._check refuses, field by field, in its order (a sidecar is refused alike). */
+    private static void check(JSONObject root) throws JSONException {
+        for (String key : REQUIRED) if (!root.has(key)) throw new IllegalArgumentException("sidecar lacks \"" + key + "\"");
+        for (String key : new String[] {"model", "tflite", "variant"}) {
+            if (!(root.get(key) instanceof String)) throw bad(key, "must be a string");
         }
+        if (root.getString("variant").isEmpty()) throw bad("variant", "must name the variant (fp32, fp16, dynamic, int8)");
+        Object names = root.get("classes");
+        List<String> labels = new ArrayList<>();
+        if (names instanceof JSONArray) {
+            for (int i = 0; i < ((JSONArray) names).length(); i++) {
+                Object n = ((JSONArray) names).get(i);
+                if (!(n instanceof String) || ((String) n).isEmpty()) throw bad("classes", "must be a list of class names");
+                labels.add((String) n);
+            }
+        } else {
+            throw bad("classes", "must be a list of class names");
+        }
+        if (labels.size() < 2) throw bad("classes", "lists " + labels.size() + " class(es); a face parser has 2 or more");
+        if (new java.util.HashSet<>(labels).size() != labels.size()) throw bad("classes", "has duplicate labels");
+        for (String side : new String[] {"input", "output"}) {
+            if (!(root.get(side) instanceof JSONObject)) throw bad(side, "must be a mapping");
+        }
+        JSONObject in = root.getJSONObject("input"), out = root.getJSONObject("output");
+        String order = in.has("channel_order") ? String.valueOf(in.get("channel_order")).toUpperCase() : "RGB";
+        if (!order.equals("RGB") && !order.equals("BGR")) throw bad("input.channel_order", "must be RGB or BGR");
+        for (String key : new String[] {"mean", "std"}) {
+            Object v = in.opt(key);
+            boolean ok = v instanceof JSONArray && ((JSONArray) v).length() == 3;
+            for (int i = 0; ok && i < 3; i++) ok = isNumber(((JSONArray) v).get(i));
+            if (!ok) throw bad("input." + key, "must be three finite numbers, one per channel");
+        }
+        for (int i = 0; i < 3; i++) if (!(in.getJSONArray("std").getDouble(i) > 0)) throw bad("input.std", "must be > 0");
+        if (in.has("scale") && !(isNumber(in.get("scale")) && in.getDouble("scale") > 0)) {
+            throw bad("input.scale", "must be a number > 0 (255 for 8-bit pixels)");
+        }
+        if (!none(root, "mapping")) {
+            if (!(root.get("mapping") instanceof JSONObject)) throw bad("mapping", "must map each label to a class or \"ignore\"");
+        }
+        for (String side : new String[] {"input", "output"}) {
+            JSONObject t = side.equals("input") ? in : out;
+            if (!none(t, "shape") || side.equals("input")) {
+                Object shape = t.opt("shape");
+                boolean ok = shape instanceof JSONArray && ((JSONArray) shape).length() == 4;
+                for (int i = 0; ok && i < 4; i++) {
+                    Object v = ((JSONArray) shape).get(i);
+                    ok = isInt(v) && ((Number) v).longValue() > 0;
+                }
+                if (!ok) throw bad(side + ".shape", "must be four positive sizes, not " + shape);
+            }
+            Object dtype = t.opt("dtype");
+            if ((side.equals("input") || !none(t, "dtype")) && !TENSOR_DTYPES.contains(dtype)) {
+                throw bad(side + ".dtype", "must be one of " + String.join(", ", TENSOR_DTYPES));
+            }
+            Object layout = t.has("layout") ? t.get("layout") : "NHWC";
+            if (!"NHWC".equals(layout) && !"NCHW".equals(layout)) throw bad(side + ".layout", "must be NHWC or NCHW");
+            Object index = t.has("index") ? t.get("index") : Integer.valueOf(0);
+            if (!isInt(index) || ((Number) index).longValue() != 0) throw bad(side + ".index", "must be 0");
+            if (!none(t, "quantization")) {
+                Object q = t.get("quantization");
+                boolean ok = q instanceof JSONObject && isNumber(((JSONObject) q).opt("scale"))
+                        && ((JSONObject) q).getDouble("scale") > 0 && isInt(((JSONObject) q).opt("zero_point"));
+                if (!ok) throw bad(side + ".quantization", "must be null or {\"scale\": number > 0, \"zero_point\": integer}");
+            }
+        }
+        JSONArray ish = in.getJSONArray("shape");
+        if (ish.getInt("NCHW".equals(in.opt("layout")) ? 1 : 3) != 3) throw bad("input.shape", "must be one 3-channel image");
+        if (in.has("normalization_baked") && !(in.get("normalization_baked") instanceof Boolean)) {
+            throw bad("input.normalization_baked", "must be true or false");
+        }
+        Object kind = out.has("kind") ? out.get("kind") : "logits";
+        if (!"logits".equals(kind) && !"probabilities".equals(kind)) throw bad("output.kind", "must be logits or probabilities");
+        if (out.has("resized_to_input") && !(out.get("resized_to_input") instanceof Boolean)) {
+            throw bad("output.resized_to_input", "must be true or false");
+        }
+        if (!none(out, "shape")) {
+            int channels = out.getJSONArray("shape").getInt("NCHW".equals(out.opt("layout")) ? 1 : 3);
+            if (channels != labels.size()) {
+                throw bad("classes", "lists " + labels.size() + " classes but output.shape has " + channels + " channels");
+            }
+        }
+        if (!none(root, "palette")) {
+            Object p = root.get("palette");
+            boolean ok = p instanceof JSONArray && ((JSONArray) p).length() == labels.size();
+            for (int i = 0; ok && i < labels.size(); i++) {
+                Object c = ((JSONArray) p).get(i);
+                ok = c instanceof JSONArray && ((JSONArray) c).length() == 3;
+                for (int k = 0; ok && k < 3; k++) {
+                    Object v = ((JSONArray) c).get(k);
+                    ok = isInt(v) && ((Number) v).longValue() >= 0 && ((Number) v).longValue() <= 255;
+                }
+            }
+            if (!ok) throw bad("palette", "must be one [r, g, b] of 0..255 integers per class (" + labels.size() + ")");
+        }
+        for (String key : new String[] {"source", "export", "graph"}) {
+            if (!none(root, key) && !(root.get(key) instanceof JSONObject)) throw bad(key, "must be a mapping");
+        }
+        JSONObject source = none(root, "source") ? new JSONObject() : root.getJSONObject("source");
+        for (String key : new String[] {"path", "sha256", "ref", "format", "reference"}) {
+            if (!none(source, key) && !(source.get(key) instanceof String)) throw bad("source." + key, "must be a string");
+        }
+        for (String key : new String[] {"sha256", "source_checkpoint", "reference"}) {
+            if (!none(root, key) && !(root.get(key) instanceof String)) throw bad(key, "must be a string");
+        }
+        // What the app needs beyond the contract (see the class comment).
+        if (none(out, "shape")) throw new IllegalArgumentException("sidecar lacks \"shape\" in output: the app needs it");
+        if (none(out, "dtype")) throw new IllegalArgumentException("sidecar lacks \"dtype\" in output: the app needs it");
     }
 
     /** Parses sidecar JSON text; IllegalArgumentException says what is wrong. */
@@ -166,23 +298,17 @@ public final class Sidecar {
             throws JSONException {
         int background = Math.max(0, target.indexOf("background"));
         int[] to = new int[model.size()];
-        if (given) {
-            JSONArray keys = mapping.names(); // names(), not keys(): same signature in every org.json
-            for (int k = 0; keys != null && k < keys.length(); k++) {
-                String key = keys.getString(k);
-                if (!model.contains(key)) {
-                    throw new IllegalArgumentException("mapping names \"" + key + "\", which is not one of the model's classes");
-                }
-                String value = mapping.getString(key);
-                if (!value.equals(IGNORE) && !target.contains(value)) {
-                    throw new IllegalArgumentException("mapping \"" + key + "\" -> \"" + value
-                            + "\": not a target class nor \"ignore\"");
-                }
+        // As facesegtool.contract: given a mapping, every label must be in it (other keys are ignored).
+        for (int i = 0; given && i < to.length; i++) {
+            Object value = mapping.opt(model.get(i));
+            if (!(value instanceof String) || (!value.equals(IGNORE) && !target.contains(value))) {
+                throw new IllegalArgumentException("mapping: label \"" + model.get(i) + "\" -> " + value
+                        + ": not a target class nor \"" + IGNORE + "\"");
             }
         }
         for (int i = 0; i < to.length; i++) {
             String name = model.get(i);
-            String dest = given && mapping.has(name) ? mapping.getString(name) : name;
+            String dest = given ? mapping.getString(name) : name;
             int t = dest.equals(IGNORE) ? -1 : target.indexOf(dest);
             to[i] = t < 0 ? background : t; // ignored or unknown: shown as background
         }

@@ -30,7 +30,8 @@ public class CoreTest {
     }
 
     static String sidecarJson(String inputQuant, String outputDtype, String outputShape) {
-        return "{\"format\":\"facesegtool-sidecar\",\"version\":1,\"classes\":[\"background\",\"face\",\"hair\"],"
+        return "{\"format\":\"facesegtool-sidecar\",\"version\":1,\"model\":\"test\",\"variant\":\"fp32\","
+                + "\"tflite\":\"test.tflite\",\"classes\":[\"background\",\"face\",\"hair\"],"
                 + "\"palette\":[[0,0,0],[255,150,110],[250,200,0]],"
                 + "\"input\":{\"index\":0,\"shape\":[1,2,2,3],\"layout\":\"NHWC\",\"channel_order\":\"RGB\","
                 + "\"dtype\":\"" + (inputQuant.equals("null") ? "float32" : "int8") + "\",\"mean\":[0.5,0.5,0.5],"

@@ -20,7 +20,7 @@ import org.json.JSONException;
 import org.json.JSONObject;
 import org.json.JSONTokener;
 
-/** Reads the golden files tools/android_goldens.py writes: PPM/PGM, gzipped raw tensors, JSON. */
+/** Reads the golden files tools/android_goldens.py writes: PPM/PGM/PAM, gzipped raw tensors, JSON. */
 final class GoldenFiles {
     final File dir;
 
@@ -60,10 +60,10 @@ final class GoldenFiles {
         return out;
     }
 
-    /** A binary PPM (P6: argb pixels) or PGM (P5: mask bytes in pixels()). */
+    /** A binary PPM (P6: opaque argb), PAM (P7 RGB_ALPHA: argb with its alpha) or PGM (P5: mask bytes). */
     static final class Pnm {
         int width, height;
-        int[] argb; // P6
+        int[] argb; // P6, P7
         byte[] gray; // P5
     }
 
@@ -72,6 +72,7 @@ final class GoldenFiles {
         int[] pos = {0};
         String magic = token(data, pos);
         Pnm p = new Pnm();
+        if (magic.equals("P7")) return pam(name, data, pos, p);
         p.width = Integer.parseInt(token(data, pos));
         p.height = Integer.parseInt(token(data, pos));
         if (!token(data, pos).equals("255")) throw new IOException(name + ": maxval is not 255");
@@ -88,6 +89,25 @@ final class GoldenFiles {
             System.arraycopy(data, start, p.gray, 0, n);
         } else {
             throw new IOException(name + ": not a binary PPM/PGM");
+        }
+        return p;
+    }
+
+    /** The P7 header's "KEY value" lines up to ENDHDR; only WIDTH, HEIGHT, DEPTH 4, MAXVAL 255, RGB_ALPHA. */
+    private static Pnm pam(String name, byte[] data, int[] pos, Pnm p) throws IOException {
+        Map<String, String> header = new LinkedHashMap<>();
+        for (String key = token(data, pos); !key.equals("ENDHDR"); key = token(data, pos)) header.put(key, token(data, pos));
+        if (!"4".equals(header.get("DEPTH")) || !"255".equals(header.get("MAXVAL"))
+                || !"RGB_ALPHA".equals(header.get("TUPLTYPE"))) {
+            throw new IOException(name + ": not an 8-bit RGB_ALPHA PAM: " + header);
+        }
+        p.width = Integer.parseInt(header.get("WIDTH"));
+        p.height = Integer.parseInt(header.get("HEIGHT"));
+        p.argb = new int[p.width * p.height];
+        int start = pos[0] + 1;
+        for (int i = 0; i < p.argb.length; i++) {
+            int o = start + 4 * i;
+            p.argb[i] = ((data[o + 3] & 255) << 24) | ((data[o] & 255) << 16) | ((data[o + 1] & 255) << 8) | (data[o + 2] & 255);
         }
         return p;
     }

@@ -28,7 +28,8 @@ public class MappingTest {
     }
 
     static String sidecar19(String mapping, String kind) {
-        return "{\"format\":\"facesegtool-sidecar\",\"version\":1,\"classes\":" + quoted(CELEBAMASK19)
+        return "{\"format\":\"facesegtool-sidecar\",\"version\":1,\"model\":\"celebamask19\",\"variant\":\"fp32\","
+                + "\"tflite\":\"celebamask19.tflite\",\"classes\":" + quoted(CELEBAMASK19)
                 + ",\"target_classes\":" + quoted(TARGET) + (mapping == null ? "" : ",\"mapping\":" + mapping)
                 + ",\"input\":{\"shape\":[1,512,512,3],\"layout\":\"NHWC\",\"channel_order\":\"RGB\","
                 + "\"dtype\":\"float32\",\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225],\"scale\":255.0,"
@@ -88,10 +89,12 @@ public class MappingTest {
     @Test
     public void badMappingsAreRefusedByName() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Sidecar.parse(sidecar19("{\"skin\":\"cheeks\"}", "logits")));
+                () -> Sidecar.parse(sidecar19(MAPPING.replace("\"skin\":\"face\"", "\"skin\":\"cheeks\""), "logits")));
         assertTrue(e.getMessage(), e.getMessage().contains("cheeks"));
-        e = assertThrows(IllegalArgumentException.class, () -> Sidecar.parse(sidecar19("{\"tail\":\"hair\"}", "logits")));
-        assertTrue(e.getMessage(), e.getMessage().contains("tail"));
+        // A label left out of the mapping is refused by name (as facesegtool.contract; other keys are ignored).
+        e = assertThrows(IllegalArgumentException.class,
+                () -> Sidecar.parse(sidecar19(MAPPING.replace("\"hat\":\"ignore\"", "\"tail\":\"hair\""), "logits")));
+        assertTrue(e.getMessage(), e.getMessage().contains("\"hat\""));
         assertThrows(IllegalArgumentException.class, () -> Sidecar.parse(sidecar19(MAPPING, "softmax")));
     }
 

@@ -1,4 +1,5 @@
-"""Segmenter backends: an RGB image at the model's input size -> class scores.
+"""The Segmenter: one interface over PyTorch, ONNX Runtime, TFLite and MediaPipe. An RGB image at the model's
+input size -> class scores; predict, verify and bench run models through it.
 
     segmenter = load_segmenter(model="exports/model_int8.tflite")   # or checkpoint=..., or neither
     scores = segmenter.scores(segmenter.fit(rgb))                   # h x w x C float32
@@ -8,24 +9,39 @@ coarser than the input (a model with a 1/4 or 1/8 output): imaging.upsample_scor
 any size before the argmax. C is the model's own class count; `lut` (model class -> one of our
 11 classes, labels.CLASSES) maps the argmax onto ours, so a model with 19 labels works with the
 effects and overlays, which are written against our 11 classes.
+
+A PyTorch model is fed as it was trained (contract.Normalization.tensor, the training data's
+normaliser); a .tflite as its contract says (contract.Contract.normalize, what the app does).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..imaging import resize_image, upsample_scores
-from ..labels import CLASSES, PALETTE
-from .errors import PredictError
+from .contract import Normalization
+from .errors import FacesegError
+from .imaging import resize_image, upsample_scores
+from .labels import CLASSES, PALETTE
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model_source import LoadedModel
+    from .tflite_runner import TFLiteModel
+
+
+class SegmenterError(FacesegError, ValueError):
+    """A model or image that cannot be segmented (the message says which file and what to do); predict's
+    PredictError is this class, so predict skips the one file and goes on."""
 
 
 def finite_scores(scores: np.ndarray, description: str) -> np.ndarray:
     """`scores`, unless they hold NaN or Inf: those have no argmax (masks, effects and alphas would index garbage)."""
     if not np.isfinite(scores).all():
-        raise PredictError(f"{description}: the model's scores are NaN or Inf on this image, so there is no mask; "
+        raise SegmenterError(f"{description}: the model's scores are NaN or Inf on this image, so there is no mask; "
                            "check the model with `facesegtool verify`")
     return scores
 
@@ -46,8 +62,17 @@ class Segmenter:
     description: str
     output_kind: str = "logits"  # what scores() gives: logits or probabilities (the model's contract says)
 
-    def scores(self, rgb: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    def raw_scores(self, rgb: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """h x w x C float32 scores at the model's output grid, as the model gives them (NaN or Inf included)."""
         raise NotImplementedError
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:
+        """raw_scores, refused when they hold NaN or Inf (no mask can come of them)."""
+        return finite_scores(self.raw_scores(rgb), self.description)
+
+    def input_scores(self, rgb: np.ndarray) -> np.ndarray:
+        """raw_scores brought to the input's pixels (imaging.upsample_scores): how verify compares two runtimes."""
+        return upsample_scores(self.raw_scores(rgb), rgb.shape[:2])
 
     @property
     def classes(self) -> list[str]:
@@ -60,7 +85,7 @@ class Segmenter:
             return
         table = np.asarray(lut, np.int64)
         if table.shape != (len(self.model_classes),) or table.min() < 0 or table.max() >= len(CLASSES):
-            raise PredictError(f"class lookup table must give one of our {len(CLASSES)} classes (0..{len(CLASSES) - 1}) "
+            raise SegmenterError(f"class lookup table must give one of our {len(CLASSES)} classes (0..{len(CLASSES) - 1}) "
                                f"for each of the model's {len(self.model_classes)} classes, got {list(table)}")
         self.lut = table.astype(np.uint8)
         self.palette = PALETTE
@@ -69,13 +94,6 @@ class Segmenter:
         """h x w x C scores -> h x w uint8 mask in self.classes (first maximum wins, as in Java)."""
         idx = scores.argmax(-1)
         return self.lut[idx] if self.lut is not None else idx.astype(np.uint8)
-
-    def soft_alphas(self, scores: np.ndarray, kind: str | None = None) -> dict[str, np.ndarray]:
-        """h x w x C scores (at the output's pixels) -> the effect classes' soft alphas 0..256, by name
-        (effects.soft_alphas); kind: of these scores when not the model's own (refined: probabilities)."""
-        from .effects import soft_alphas
-
-        return soft_alphas(scores, kind or self.output_kind, self.lut, self.classes)
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
         """Any-size RGB image resized to the model's input (imaging's rule: INTER_AREA when shrinking)."""
@@ -91,64 +109,64 @@ class Segmenter:
 
 
 def load_torch_model(checkpoint: str | Path | None, spec: str | Path | dict | None = None,
-                     weights: str | Path | None = None):
+                     weights: str | Path | None = None) -> "LoadedModel":
     """The one place the torch backend loads a model: any model model_source reads (a checkpoint, .pt2,
     TorchScript, code.py:function + weights, ONNX run by ONNX Runtime), with its contract."""
-    from ..model_source import load_source
+    from .model_source import load_source
 
     return load_source(checkpoint, spec=spec, weights=weights)
 
 
-class TorchSegmenter(Segmenter):
-    def __init__(self, checkpoint: str | Path | None = None, spec: str | Path | dict | None = None,
-                 weights: str | Path | None = None):
-        import torch
+def torch_scores(net: "torch.nn.Module", rgb: np.ndarray, contract: dict) -> np.ndarray:
+    """h x w x C float32 scores of a PyTorch (or ONNX Runtime) model for one RGB uint8 image at its input size,
+    fed per the input contract `contract` exactly as training fed it."""
+    import torch
 
-        self._torch = torch
-        source = load_torch_model(checkpoint, spec, weights)
-        self.model, contract = source.net, source.contract
-        self.size = (int(contract["size"]), int(contract["size"]))
+    with torch.inference_mode():
+        out = net(Normalization.of(contract).tensor(rgb)[None])[0].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(out, np.float32)
+
+
+class TorchSegmenter(Segmenter):
+    """A model model_source reads; give its file (checkpoint, with spec and weights as model_source takes them) or
+    a source already loaded."""
+
+    def __init__(self, checkpoint: str | Path | None = None, spec: str | Path | dict | None = None,
+                 weights: str | Path | None = None, source: "LoadedModel | None" = None):
+        source = source if source is not None else load_torch_model(checkpoint, spec, weights)
+        self.source = source
+        self.model, self.contract = source.net, source.contract
+        self.size = (int(self.contract["size"]), int(self.contract["size"]))
         self.model_classes = source.classes
         self.palette = np.asarray(source.spec.palette(), np.uint8)
         self.default_lut = None if source.spec.is_ours else source.spec.display_lut()
         self.output_kind = source.spec.output_kind
-        self.mean = np.asarray(contract["mean"], np.float32)
-        self.std = np.asarray(contract["std"], np.float32)
-        self.scale = float(contract.get("scale", 255.0))
-        self.bgr = contract.get("channel_order", "RGB").upper() == "BGR"
         self.description = f"{source.format} {checkpoint or 'default'} ({source.name}, {self.size[0]} px)"
 
-    def scores(self, rgb: np.ndarray) -> np.ndarray:
-        x = rgb[..., ::-1] if self.bgr else rgb
-        x = (x.astype(np.float32) / self.scale - self.mean) / self.std
-        with self._torch.no_grad():
-            out = self.model(self._torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
-        return finite_scores(np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), np.float32), self.description)
+    def raw_scores(self, rgb: np.ndarray) -> np.ndarray:
+        return torch_scores(self.model, rgb, self.contract)
 
 
 class TFLiteSegmenter(Segmenter):
-    """An exported .tflite, fed and read exactly as its sidecar says (the app does the same)."""
+    """An exported .tflite (its path, or a TFLiteModel already loaded), fed and read exactly as its contract says
+    (the app does the same)."""
 
-    def __init__(self, path: str | Path, num_threads: int | None = None):
-        from ..tflite_runner import TFLiteModel
+    def __init__(self, path: "str | Path | TFLiteModel", num_threads: int | None = None):
+        from .tflite_runner import TFLiteModel
 
-        self.model = TFLiteModel(path, num_threads=num_threads)
-        self.size = self.model.size
-        self.model_classes = self.model.classes
-        palette = self.model.sidecar.get("palette")
-        self.palette = np.asarray(palette, np.uint8) if palette else _fallback_palette(len(self.model_classes))
-        self.description = f"{Path(path).name} ({self.model.variant}, {self.size[0]}x{self.size[1]})"
-        self.output_kind = (self.model.sidecar.get("output") or {}).get("kind", "logits")
-        recorded = self.model.sidecar.get("spec")  # an own model's labels map onto ours as the export recorded
-        self.default_lut = None
-        if isinstance(recorded, dict):
-            from ..model_spec import spec_from_dict
+        self.model = path if isinstance(path, TFLiteModel) else TFLiteModel(path, num_threads=num_threads)
+        contract = self.model.contract
+        self.size = contract.size
+        self.model_classes = list(contract.classes)
+        self.palette = (np.asarray(contract.palette, np.uint8) if contract.palette
+                        else _fallback_palette(len(self.model_classes)))
+        self.description = f"{self.model.path.name} ({contract.variant}, {self.size[0]}x{self.size[1]})"
+        self.output_kind = contract.output_kind
+        recorded = contract.spec  # an own model's labels map onto ours as the export recorded
+        self.default_lut = None if recorded is None or recorded.is_ours else recorded.display_lut()
 
-            contract = spec_from_dict(recorded)
-            self.default_lut = None if contract.is_ours else contract.display_lut()
-
-    def scores(self, rgb: np.ndarray) -> np.ndarray:
-        return finite_scores(np.asarray(self.model.logits(rgb), np.float32), self.description)
+    def raw_scores(self, rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.logits(rgb), np.float32)
 
 
 class MediaPipeSegmenter(TFLiteSegmenter):
@@ -159,27 +177,27 @@ class MediaPipeSegmenter(TFLiteSegmenter):
     output_kind = "probabilities"
 
     def __init__(self, path: str | Path):
-        from ..mediapipe_runtime import MediaPipeError, MediaPipeSegmenter as Task
+        from .mediapipe_runtime import MediaPipeError, MediaPipeSegmenter as Task
 
         super().__init__(path)
         self.output_kind = "probabilities"
         try:
             self.task = Task(path)
         except MediaPipeError as exc:
-            raise PredictError(str(exc)) from None
+            raise SegmenterError(str(exc)) from None
         if self.task.labels and self.task.labels != self.model_classes:
-            raise PredictError(f"{Path(path).name}: MediaPipe reads labels {self.task.labels[:4]}... from the file's "
+            raise SegmenterError(f"{Path(path).name}: MediaPipe reads labels {self.task.labels[:4]}... from the file's "
                                f"metadata, the sidecar names {self.model_classes[:4]}...: re-export the pair")
         self.description = f"{Path(path).name} in MediaPipe's ImageSegmenter ({self.model.variant})"
 
-    def scores(self, rgb: np.ndarray) -> np.ndarray:
-        from ..mediapipe_runtime import MediaPipeError
+    def raw_scores(self, rgb: np.ndarray) -> np.ndarray:
+        from .mediapipe_runtime import MediaPipeError
 
         try:
             probs = self.task.confidence_masks(rgb)
         except MediaPipeError as exc:
-            raise PredictError(str(exc)) from None
-        return finite_scores(probs.astype(np.float32), self.description)
+            raise SegmenterError(str(exc)) from None
+        return probs.astype(np.float32)
 
 
 RUNTIMES = ("litert", "mediapipe")
@@ -193,18 +211,18 @@ def load_segmenter(model: str | Path | None = None, checkpoint: str | Path | Non
     runtime: what runs a .tflite: "litert" (the interpreter, fed as the sidecar says) or "mediapipe"
     (MediaPipe's stock ImageSegmenter, fed as the file's standard metadata says)."""
     if model is not None and checkpoint is not None:
-        raise PredictError("give either --model or --checkpoint (the same option), not both")
+        raise SegmenterError("give either --model or --checkpoint (the same option), not both")
     if runtime not in RUNTIMES:
-        raise PredictError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        raise SegmenterError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     model = model if model is not None else checkpoint
     is_tflite = model is not None and str(model).lower().endswith(".tflite")
     if runtime == "mediapipe":
-        from ..mediapipe_runtime import EXTRA, available
+        from .mediapipe_runtime import EXTRA, available
 
         if not is_tflite:
-            raise PredictError("--runtime mediapipe runs an exported FILE.tflite: give it with --model")
+            raise SegmenterError("--runtime mediapipe runs an exported FILE.tflite: give it with --model")
         if not available():
-            raise PredictError(f"--runtime mediapipe needs MediaPipe: {EXTRA}")
+            raise SegmenterError(f"--runtime mediapipe needs MediaPipe: {EXTRA}")
         segmenter: Segmenter = MediaPipeSegmenter(model)
     elif is_tflite:
         segmenter = TFLiteSegmenter(model)

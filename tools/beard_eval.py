@@ -1,6 +1,6 @@
 """Beard figures of one or more models, for choosing a beard-trained model (a measurement script):
 
-    python -m facesegtool.training.beard_eval --model models/default/model.pt --model runs/beard-ft/last.pt \\
+    python tools/beard_eval.py --model models/default/model.pt --model runs/beard-ft/last.pt \\
         --dev prepared/celeba256-dev --held-out prepared/fs256-dev:val --held-out prepared/sai256:train \\
         --photos ../shared/data/beard-labelled/facesynthetics-100:prepared/fs256-dev:val \\
         --photos ../shared/data/beard-labelled/synthesisai-16 --json reports/beard-ft.json
@@ -23,11 +23,11 @@ import click
 import numpy as np
 import torch
 
-from ..atomic import write_bytes_atomic
-from ..data.dataset import FaceParsingDataset, load_prepared, split_names
-from ..imaging import upsample_score_batch
-from ..labels import CLASS_INDEX, CLASSES, NUM_CLASSES
-from ..metrics import confusion_matrix, scores_from_confusion
+from facesegtool.atomic import write_bytes_atomic
+from facesegtool.data.dataset import FaceParsingDataset, load_prepared, split_names
+from facesegtool.imaging import upsample_score_batch
+from facesegtool.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
+from facesegtool.metrics import confusion_matrix, scores_from_confusion
 
 BEARD, FACE = CLASS_INDEX["beard"], CLASS_INDEX["face"]
 PARTS = [i for i, c in enumerate(CLASSES) if c not in ("background", "beard")]  # the 9 parts CelebAMask labels
@@ -70,8 +70,8 @@ def beard_as_face(confusion: np.ndarray) -> np.ndarray:
 
 def photo_pairs(spec: str):
     """(name, RGB, 11-class mask) of a beard-labelled render folder, optionally one prepared split's names."""
-    from ..data.facesynthetics import FaceSynthetics
-    from ..data.synthesisai import SynthesisAI
+    from facesegtool.data.facesynthetics import FaceSynthetics
+    from facesegtool.data.synthesisai import SynthesisAI
 
     folder, _, keep = spec.partition(":")
     names = None
@@ -88,9 +88,9 @@ def photo_pairs(spec: str):
 
 def photo_figures(checkpoint: str, spec: str) -> dict:
     """Beard figures of predict's parse of each render, with and without the rule."""
-    from ..predict.backends import TorchSegmenter
-    from ..predict.detect import load_detector
-    from ..predict.parse import parse_image
+    from facesegtool.segmenter import TorchSegmenter
+    from facesegtool.predict.detect import load_detector
+    from facesegtool.predict.parse import parse_image
 
     segmenter, detector = TorchSegmenter(checkpoint), load_detector()
     out = {}
@@ -105,7 +105,7 @@ def photo_figures(checkpoint: str, spec: str) -> dict:
 
 
 def measure(checkpoint: str, dev: str | None, held_out: list[str], photos: list[str]) -> dict:
-    from ..model_source import load_source
+    from facesegtool.model_source import load_source
 
     source = load_source(checkpoint)
     net, contract = source.net.eval(), dict(source.contract)
@@ -113,19 +113,19 @@ def measure(checkpoint: str, dev: str | None, held_out: list[str], photos: list[
     if dev:
         confusion = prepared_confusion(net, contract, dev, "val")
         result["dev"] = {"parts_iou_plain": parts_iou(confusion), "parts_iou_beard_as_face": parts_iou(beard_as_face(confusion)),
-                         "per_class_iou": _per_class(confusion), "per_class_iou_beard_as_face": _per_class(beard_as_face(confusion)),
+                         "per_class_iou": per_class_iou(confusion), "per_class_iou_beard_as_face": per_class_iou(beard_as_face(confusion)),
                          "predicted_beard_px": int(confusion[:, BEARD].sum())}
     for spec in held_out:
         data, _, split = spec.rpartition(":")
         confusion = prepared_confusion(net, contract, data, split)
         result[f"held_out {spec}"] = {**beard_figures(confusion), "parts_iou": parts_iou(confusion),
-                                      "per_class_iou": _per_class(confusion)}
+                                      "per_class_iou": per_class_iou(confusion)}
     for spec in photos:
         result[f"photos {spec}"] = photo_figures(checkpoint, spec)
     return result
 
 
-def _per_class(confusion: np.ndarray) -> dict:
+def per_class_iou(confusion: np.ndarray) -> dict:
     iou = scores_from_confusion(confusion).iou
     return {c: (None if np.isnan(v) else round(float(v), 4)) for c, v in zip(CLASSES, iou)}
 

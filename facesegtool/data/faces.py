@@ -1,4 +1,4 @@
-"""The faces verify runs on: a prepared dir, a CelebAMask-style images/ + masks/ folder, or plain images.
+"""The labelled faces a model is scored on (verify, export's contract check, tools): a prepared dir, a CelebAMask-style images/ + masks/ folder, or plain images.
 
 Each face is read lazily and resized once to the model size, so PyTorch and TFLite see the same pixels.
 """
@@ -11,17 +11,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..checkpoint import REPO_ROOT
-from ..data.celebamask import CelebAMaskIndex
-from ..data.dataset import FaceParsingDataset, PreparedDataError
-from ..data.source import DataError
+from ..checkpoint import CALIBRATION_DIR, REPO_ROOT
+from .celebamask import CelebAMaskIndex
+from .dataset import FaceParsingDataset, PreparedDataError
+from .source import DataError
+from ..errors import FacesegError
 from ..imaging import image_files, read_rgb, square_crop
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "celebamask-mini"
 
 
-class VerifyError(ValueError):
-    """Bad input to verify (the message names the file and what to do)."""
+class FaceSetError(FacesegError, ValueError):
+    """A face folder that cannot be scored on (the message names the file and what to do); verify's VerifyError."""
 
 
 
@@ -56,7 +57,7 @@ class FaceSet:
             try:
                 image, mask = self._read(i)
             except (DataError, PreparedDataError) as exc:
-                raise VerifyError(str(exc)) from exc
+                raise FaceSetError(str(exc)) from exc
             image, mask = square_crop(image, self.size, mask)  # centre square, resized as training does
             yield Face(name, image, mask)
 
@@ -73,20 +74,18 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
         if DEFAULT_DATA.is_dir():
             data_dir = DEFAULT_DATA
         else:
-            from ..export.calibration import CALIBRATION_DIR
-
             data_dir = CALIBRATION_DIR
             note = (f"{DEFAULT_DATA} not found, so verified on the shipped calibration/ face crops: agreement with "
                     "PyTorch only, no IoU gate, and int8 was calibrated on these very faces; pass --data DIR "
                     "(faces with masks) for IoU")
     root = Path(data_dir)
     if not root.is_dir():
-        raise VerifyError(f"{root}: no such data folder")
+        raise FaceSetError(f"{root}: no such data folder")
     try:
         if (root / "manifest.json").is_file():
             for sub in ("images", "masks"):
                 if not (root / sub).is_dir():
-                    raise VerifyError(f"{root / sub}: missing from this prepared set; re-run `facesegtool data "
+                    raise FaceSetError(f"{root / sub}: missing from this prepared set; re-run `facesegtool data "
                                       f"prepare ... --out {root}`, or pass a folder of plain images for agreement only")
             dataset = FaceParsingDataset(root, split, size=size)
             kind, names, used_split = "prepared", dataset.names, split
@@ -98,7 +97,7 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
             samples = [s for s in samples if used_split is None or s.split == used_split]
             unlabelled = [s for s in samples if s.problem]
             if unlabelled:
-                raise VerifyError(
+                raise FaceSetError(
                     f"{root / 'masks'}: no mask for {len(unlabelled)} of {len(samples)} images, "
                     f"e.g. {unlabelled[0].problem[1]}"
                 )
@@ -113,12 +112,12 @@ def open_faces(data_dir: str | Path | None, split: str = "val", size: int = 256,
                 paths = [p for p in paths if p.stem in wanted]
             kind, names = "images", [p.stem for p in paths]
             read = lambda i: (read_rgb(paths[i]), None)  # noqa: E731
-    except VerifyError:
+    except FaceSetError:
         raise
     except ValueError as exc:  # PreparedDataError, DataError: the message already names file and problem
-        raise VerifyError(str(exc)) from exc
+        raise FaceSetError(str(exc)) from exc
     if limit is not None:
         names = names[:limit]
     if not names:
-        raise VerifyError(f"{root}: no images to verify on" + (f" in split '{used_split}'" if used_split else ""))
+        raise FaceSetError(f"{root}: no images to verify on" + (f" in split '{used_split}'" if used_split else ""))
     return FaceSet(root, kind, used_split, names, size, read, note)
