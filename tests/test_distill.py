@@ -119,3 +119,20 @@ def test_unlabelled_faces_without_a_teacher_are_refused_before_any_work(tmp_path
     with pytest.raises(TrainingError, match="--unlabelled .* need --teacher"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "run"), unlabelled=[str(UNLABELLED)]))
     assert not (tmp_path / "run").exists()
+
+
+def test_init_encoder_takes_the_teachers_face_trained_encoder_and_only_it(tmp_path):
+    """A student over the default's encoder starts from its face-trained weights; its decoder starts fresh."""
+    data = write_tiny_prepared(tmp_path / "prepared", n_train=8, n_val=4, size=64)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), model="unet-mobilenetv2-s4", loss="ce", epochs=1,
+                         batch_size=4, scheduler="none", lr=1e-12, optimizer="adamw", patience=0, augment="none",
+                         workers=0, progress=False, init_encoder=str(DEFAULT))
+    student = read_checkpoint(train(config).last_path)["state_dict"]
+    teacher = read_checkpoint(DEFAULT)["state_dict"]
+    convs = [k for k, v in teacher.items() if k.startswith("encoder.") and v.ndim == 4]
+    assert len(convs) > 50
+    for k in convs:  # lr 1e-12: one epoch cannot move a weight measurably
+        torch.testing.assert_close(student[k].float(), teacher[k].float(), atol=1e-6, rtol=0)
+    with pytest.raises(TrainingError, match="has no `encoder`"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "run2"), model="regseg", epochs=1, workers=0,
+                          progress=False, init_encoder=str(DEFAULT)))

@@ -291,6 +291,7 @@ def test_int8_uint8_io_with_baked_normalization_takes_raw_bytes(small_checkpoint
     assert score >= 0.85
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_int8_with_a_layer_kept_in_float(small_export, small_checkpoint, tmp_path):
     """The remedy `facesegtool verify` proposes: name a layer of the int8 model, get it back in float."""
     from ai_edge_litert.interpreter import Interpreter

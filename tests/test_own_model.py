@@ -307,6 +307,7 @@ def test_predict_runs_a_19_class_model_through_its_mapping(own_models_saved, tmp
     assert all((tmp_path / "out" / f"{n}_effect.png").is_file() for n in names)
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_ambiguous_layout_is_warned_at_export_and_named_by_diagnose(own_models_saved, tmp_path):
     """At 128 px the SegFormer's first stage is 1x32x32x32: onnx2tf cannot tell its layout by shape and
     lays it out wrongly. export warns before anyone runs it; verify --diagnose names the first wrong node

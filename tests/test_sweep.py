@@ -183,6 +183,7 @@ def test_holdout_scores_trials_on_faces_carved_from_train(tiny_prepared, tmp_pat
 # --- a real sweep ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_sweep_writes_every_result_file(killed_and_resumed):
     out, rerun = killed_and_resumed["out"], killed_and_resumed["rerun"]
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -214,6 +215,7 @@ def test_sweep_writes_every_result_file(killed_and_resumed):
     assert "| proportional | proportional |" in md
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_killed_sweep_resumes_without_redoing_the_first_trial(killed_and_resumed):
     killed, first, second = killed_and_resumed["killed"], killed_and_resumed["first"], killed_and_resumed["second"]
     assert not killed["second_result_existed"]  # killed while trial 2 was running
@@ -225,6 +227,7 @@ def test_killed_sweep_resumes_without_redoing_the_first_trial(killed_and_resumed
     assert json.loads((second / "result.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_failing_trial_is_a_row_and_the_sweep_goes_on(killed_and_resumed):
     out, rerun = killed_and_resumed["out"], killed_and_resumed["rerun"]
     row = json.loads((out / "trials" / "03-bad-export" / "result.json").read_text())
@@ -241,6 +244,7 @@ def test_failing_trial_is_a_row_and_the_sweep_goes_on(killed_and_resumed):
     assert again.returncode == 0 and "0 run now" in again.stdout
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_ray_launcher_runs_the_same_two_trials(tiny_prepared, tmp_path):
     pytest.importorskip("ray.tune", reason="Ray Tune not installed (pip install 'facesegtool[ray]')")
     spec = write_spec(tmp_path / "spec.yaml", tiny_prepared, TRIALS, steps=["train", "eval"])

@@ -69,6 +69,7 @@ def test_fp32_and_fp16_pass_with_report(small_checkpoint, small_export, tmp_path
     assert set(data["models"][0]["class_iou_drop_points"]) == set(result.torch.class_names)
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_gate_trips_on_damaged_model(small_checkpoint, tmp_path):
     """A model exported from perturbed weights fails the gate, and the message names it."""
     from facesegtool.export import export
@@ -107,6 +108,7 @@ def test_gate_trips_on_damaged_model(small_checkpoint, tmp_path):
     assert flagged and all(name in out.stderr for name in flagged)
 
 
+@pytest.mark.slow  # minutes on 2 cores; `make test` runs it
 def test_int8_diagnosis_names_layers(small_checkpoint, small_export, tmp_path):
     int8 = _tflite(small_export, "int8")
     result = verify(checkpoint=small_checkpoint, tflite=[int8], data_dir=CELEBAMASK_MINI, limit=8,
